@@ -1,0 +1,87 @@
+"""Image files: pairing two folders by stem, reading, and crash-safe writing."""
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+import tempfile
+
+import cv2
+import numpy as np
+
+IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff')
+
+
+@dataclass(frozen=True)
+class FolderPairing:
+    """Result of matching an IR and a visible folder by file stem."""
+
+    pairs: list[tuple[Path, Path]]
+    ir_only: list[Path]
+    vis_only: list[Path]
+
+
+def list_images(folder: Path) -> dict[str, Path]:
+    """Map file stem -> path for every image file in folder (not recursive)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f'not a folder: {folder}')
+    found: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
+            found.setdefault(path.stem, path)
+    return found
+
+
+def pair_folders(ir_dir: Path, vis_dir: Path) -> FolderPairing:
+    """Pair files of two folders by stem (extensions may differ: FLIR IR .jpg with .png visible)."""
+    ir, vis = list_images(ir_dir), list_images(vis_dir)
+    common = sorted(ir.keys() & vis.keys())
+    return FolderPairing(
+        pairs=[(ir[s], vis[s]) for s in common],
+        ir_only=[ir[s] for s in sorted(ir.keys() - vis.keys())],
+        vis_only=[vis[s] for s in sorted(vis.keys() - ir.keys())])
+
+
+def read_image(path: Path, flags: int = cv2.IMREAD_UNCHANGED) -> np.ndarray:
+    """Read an image or raise a ValueError naming the file (cv2.imread returns None silently)."""
+    data = np.fromfile(str(path), dtype=np.uint8)
+    image = cv2.imdecode(data, flags) if data.size else None
+    if image is None:
+        raise ValueError(f'cannot decode image file {path}')
+    return image
+
+
+def read_ir(path: Path) -> np.ndarray:
+    """Read an infrared image as a single plane, keeping 16-bit depth."""
+    image = read_image(path, cv2.IMREAD_ANYDEPTH | cv2.IMREAD_GRAYSCALE)
+    if image.ndim == 3:
+        image = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    return image
+
+
+def read_visible(path: Path) -> np.ndarray:
+    """Read a visible image as uint8 BGR (H, W, 3) or gray (H, W), whichever the file holds."""
+    image = read_image(path, cv2.IMREAD_UNCHANGED)
+    if image.dtype != np.uint8:
+        image = cv2.convertScaleAbs(image, alpha=255.0 / float(np.iinfo(image.dtype).max))
+    if image.ndim == 3 and image.shape[2] == 4:
+        image = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[..., 0]
+    return image
+
+
+def write_image_atomic(path: Path, image: np.ndarray) -> None:
+    """Encode to a temp file in the target folder, then rename: readers never see half a file."""
+    path = Path(path)
+    ok, encoded = cv2.imencode(path.suffix or '.png', image)
+    if not ok:
+        raise ValueError(f'cannot encode image for {path}')
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
+    try:
+        with os.fdopen(fd, 'wb') as handle:
+            handle.write(encoded.tobytes())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

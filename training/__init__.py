@@ -1,0 +1,1 @@
+"""Offline training, export and engine builds for the fusion_ros models (PyTorch)."""

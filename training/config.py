@@ -1,0 +1,89 @@
+"""Typed training configuration loaded from YAML.
+
+Unknown keys and wrongly typed values raise instead of being silently ignored,
+so a typo in a config file cannot train a different model than intended.
+"""
+
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+@dataclass
+class DataSource:
+    """One paired folder set: same file stem in both folders means a registered pair."""
+
+    name: str
+    ir: str
+    vis: str
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on; saved into every checkpoint."""
+
+    method: str = 'seafusion'
+    sources: list[DataSource] = field(default_factory=list)
+    val_source: str = 'msrs'        # held-out pairs are drawn from this source only
+    val_count: int = 48             # pairs held out for validation
+    val_eval_count: int = 12        # of those, pairs fused at full size at each validation
+    seed: int = 0
+    crop: int = 96
+    batch_size: int = 8
+    max_steps: int = 4000
+    lr: float = 1e-3
+    min_lr: float = 1e-5
+    texture_weight: float = 10.0
+    log_every: int = 25
+    val_every: int = 500
+    ckpt_every: int = 250
+    threads: int = 0                # 0: leave torch's default
+    out_dir: str = 'runs/seafusion'
+
+
+def _coerce(name: str, default: Any, value: Any) -> Any:
+    """Check a YAML value against the default's type (ints may stand for floats)."""
+    if isinstance(default, bool) or default is None:
+        ok = isinstance(value, type(default)) if default is not None else True
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    else:
+        ok = isinstance(value, type(default))
+    if not ok:
+        raise TypeError(f'config key {name!r} must be {type(default).__name__}, got {value!r}')
+    return value
+
+
+def config_from_dict(raw: dict[str, Any]) -> TrainConfig:
+    """Build a TrainConfig, rejecting unknown keys and mistyped values."""
+    known = {f.name: f for f in fields(TrainConfig)}
+    unknown = sorted(set(raw) - set(known))
+    if unknown:
+        raise KeyError(f'unknown config key(s): {", ".join(unknown)}')
+    defaults = TrainConfig()
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key == 'sources':
+            values[key] = [DataSource(**src) for src in value]
+        else:
+            values[key] = _coerce(key, getattr(defaults, key), value)
+    return TrainConfig(**values)
+
+
+def load_config(path: Path, overrides: list[str] = ()) -> TrainConfig:
+    """Read a YAML config and apply ``key=value`` overrides given on the command line."""
+    raw = yaml.safe_load(Path(path).read_text()) or {}
+    for item in overrides:
+        key, sep, text = item.partition('=')
+        if not sep:
+            raise ValueError(f'override {item!r} is not of the form key=value')
+        raw[key] = yaml.safe_load(text)
+    return config_from_dict(raw)
+
+
+def config_to_dict(config: TrainConfig) -> dict[str, Any]:
+    """Plain-dict form for checkpoints, logs and model cards."""
+    return asdict(config)

@@ -1,0 +1,95 @@
+"""Paired IR + visible training data: name matching, hold-out split, random crops and flips."""
+
+from dataclasses import dataclass
+import random
+
+import cv2
+import numpy as np
+
+from fusion_ros.color import bgr_to_ycrcb, ir_to_unit, to_unit
+from fusion_ros.imageio import pair_folders, read_ir, read_visible
+from training.config import DataSource
+
+
+@dataclass
+class Pair:
+    """One registered pair as float32 [0, 1] planes of equal size; the visible image keeps colour."""
+
+    name: str
+    source: str
+    ir: np.ndarray       # (H, W)
+    vis_y: np.ndarray    # (H, W)
+    vis_bgr: np.ndarray  # (H, W, 3) uint8, for colour output and metrics
+
+
+def visible_luma(vis: np.ndarray) -> np.ndarray:
+    """Y plane in [0, 1] of a gray (H, W) or BGR (H, W, 3) uint8 visible image."""
+    unit = to_unit(vis)
+    return unit if unit.ndim == 2 else bgr_to_ycrcb(unit)[0].astype(np.float32)
+
+
+def load_pair(name: str, source: str, ir_path, vis_path) -> Pair:
+    """Load one pair; an IR image of another size is resized into the visible frame."""
+    vis = read_visible(vis_path)
+    ir = read_ir(ir_path)
+    if ir.shape[:2] != vis.shape[:2]:
+        ir = cv2.resize(ir, (vis.shape[1], vis.shape[0]), interpolation=cv2.INTER_LINEAR)
+    vis_bgr = vis if vis.ndim == 3 else cv2.cvtColor(vis, cv2.COLOR_GRAY2BGR)
+    return Pair(name, source, ir_to_unit(ir), visible_luma(vis), vis_bgr)
+
+
+def load_sources(sources: list[DataSource]) -> list[Pair]:
+    """Load every pair of every source, in a deterministic order."""
+    pairs = []
+    for src in sources:
+        matched = pair_folders(src.ir, src.vis).pairs
+        if not matched:
+            raise FileNotFoundError(f'source {src.name!r}: no pairs with matching names in {src.ir} and {src.vis}')
+        pairs += [load_pair(ir.stem, src.name, ir, vis) for ir, vis in matched]
+    return pairs
+
+
+def split_holdout(pairs: list[Pair], source: str, count: int, seed: int) -> tuple[list[Pair], list[Pair]]:
+    """Hold out `count` pairs of one source, chosen by a seeded draw; returns (train, val)."""
+    candidates = sorted(p.name for p in pairs if p.source == source)
+    if count > len(candidates):
+        raise ValueError(f'cannot hold out {count} pairs: source {source!r} has {len(candidates)}')
+    held = set(random.Random(seed).sample(candidates, count))
+    train = [p for p in pairs if not (p.source == source and p.name in held)]
+    val = sorted((p for p in pairs if p.source == source and p.name in held), key=lambda p: p.name)
+    return train, val
+
+
+class CropSampler:
+    """Draws batches of random crops with random flips from in-memory pairs.
+
+    Sampling is weighted by image area so large and small images are seen per pixel,
+    and driven by its own generator so a resumed run continues the same stream.
+    """
+
+    def __init__(self, pairs: list[Pair], crop: int, seed: int):
+        self.pairs = [p for p in pairs if min(p.ir.shape) >= crop]
+        if not self.pairs:
+            raise ValueError(f'no training pair is at least {crop}x{crop} pixels')
+        area = np.array([p.ir.size for p in self.pairs], np.float64)
+        self.weights = area / area.sum()
+        self.crop = crop
+        self.rng = np.random.default_rng(seed)
+
+    def batch(self, size: int) -> tuple[np.ndarray, np.ndarray]:
+        """Return (vis_y, ir) arrays of shape (size, 1, crop, crop)."""
+        vis = np.empty((size, 1, self.crop, self.crop), np.float32)
+        ir = np.empty_like(vis)
+        for k, idx in enumerate(self.rng.choice(len(self.pairs), size=size, p=self.weights)):
+            pair = self.pairs[idx]
+            h, w = pair.ir.shape
+            y = int(self.rng.integers(0, h - self.crop + 1))
+            x = int(self.rng.integers(0, w - self.crop + 1))
+            v = pair.vis_y[y:y + self.crop, x:x + self.crop]
+            i = pair.ir[y:y + self.crop, x:x + self.crop]
+            if self.rng.random() < 0.5:
+                v, i = v[:, ::-1], i[:, ::-1]
+            if self.rng.random() < 0.5:
+                v, i = v[::-1], i[::-1]
+            vis[k, 0], ir[k, 0] = v, i
+        return vis, ir

@@ -1,0 +1,1 @@
+"""Fusion networks of the source papers, rebuilt from methods.md."""

@@ -1,0 +1,15 @@
+"""Name -> network constructor, so checkpoints and exports rebuild models from their config alone."""
+
+from torch import nn
+
+from training.models.seafusion import SeAFusion
+
+MODELS = {'seafusion': SeAFusion}
+
+
+def build_model(method: str) -> nn.Module:
+    """Instantiate the network named in a config or checkpoint."""
+    try:
+        return MODELS[method]()
+    except KeyError:
+        raise ValueError(f'unknown method {method!r}; known: {", ".join(sorted(MODELS))}') from None

@@ -1,0 +1,168 @@
+"""Train a fusion network from a YAML config.
+
+    python -m training.train --config training/configs/seafusion.yaml [--resume] [key=value ...]
+    torchrun --nproc_per_node 2 -m training.train --config ...      # DDP (nccl on GPU, gloo on CPU)
+
+Writes into ``out_dir``: ``last.pt`` (resumable), ``best.pt`` (best validation
+loss), ``train_log.csv``, ``val_log.csv`` and ``val_names.txt`` (the held-out
+pairs, so evaluation never touches training images).
+"""
+
+import argparse
+import csv
+import math
+import os
+from pathlib import Path
+import time
+from typing import Optional
+
+import numpy as np
+import torch
+from torch import nn
+import torch.distributed as dist
+from tqdm import tqdm
+
+from fusion_ros import metrics
+from fusion_ros.color import bgr_to_ycrcb, to_uint8, to_unit, ycrcb_to_bgr
+from training.checkpoint import load_checkpoint, save_checkpoint
+from training.config import TrainConfig, config_to_dict, load_config
+from training.data import CropSampler, Pair, load_sources, split_holdout
+from training.losses import content_loss
+from training.models.registry import build_model
+
+
+def lr_at(step: int, config: TrainConfig) -> float:
+    """Cosine decay from lr to min_lr over max_steps."""
+    progress = min(step / max(config.max_steps, 1), 1.0)
+    return config.min_lr + 0.5 * (config.lr - config.min_lr) * (1 + math.cos(math.pi * progress))
+
+
+def validate(model: nn.Module, pairs: list[Pair], config: TrainConfig) -> dict[str, float]:
+    """Content loss and metrics of full-size fused held-out pairs, one forward pass each."""
+    model.eval()
+    rows = []
+    with torch.no_grad():
+        for p in pairs:
+            vis = torch.from_numpy(p.vis_y)[None, None]
+            ir = torch.from_numpy(p.ir)[None, None]
+            y = model(vis, ir)
+            loss = content_loss(y, vis, ir, config.texture_weight)[0].item()
+            _, cr, cb = bgr_to_ycrcb(to_unit(p.vis_bgr))
+            fused = metrics.as_gray(to_uint8(ycrcb_to_bgr(y[0, 0].numpy(), cr, cb)))
+            scores = metrics.compute_all(fused, metrics.as_gray(to_uint8(p.ir)), metrics.as_gray(p.vis_bgr))
+            rows.append({'val_loss': loss, **scores})
+    model.train()
+    return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+
+
+def append_csv(path: Path, row: dict) -> None:
+    """Append one row, writing the header when the file is new."""
+    new = not path.exists()
+    with path.open('a', newline='') as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(row))
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
+
+
+def setup_distributed() -> tuple[int, int]:
+    """Join the torchrun process group if launched by torchrun; returns (rank, world_size)."""
+    if 'WORLD_SIZE' not in os.environ or int(os.environ['WORLD_SIZE']) == 1:
+        return 0, 1
+    dist.init_process_group(backend='nccl' if torch.cuda.is_available() else 'gloo')
+    return dist.get_rank(), dist.get_world_size()
+
+
+def train(config: TrainConfig, resume: bool = False, config_path: Optional[str] = None) -> Path:
+    """Run (or continue) training; returns the path of the last checkpoint."""
+    rank, world = setup_distributed()
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    device = torch.device(f'cuda:{int(os.environ.get("LOCAL_RANK", 0))}' if torch.cuda.is_available() else 'cpu')
+    out = Path(config.out_dir)
+    last = out / 'last.pt'
+    torch.manual_seed(config.seed)
+    model = build_model(config.method).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    pairs = load_sources(config.sources)
+    train_pairs, val_pairs = split_holdout(pairs, config.val_source, config.val_count, config.seed)
+    sampler = CropSampler(train_pairs, config.crop, config.seed + 1000 * rank)
+    step, best = 0, float('inf')
+    if resume and last.exists():
+        ckpt = load_checkpoint(last)
+        if ckpt['config']['method'] != config.method:
+            raise ValueError(f'{last} was trained as {ckpt["config"]["method"]}, config says {config.method}')
+        model.load_state_dict(ckpt['model'])
+        optimizer.load_state_dict(ckpt['optimizer'])
+        step, best = ckpt['step'], ckpt['best_val_loss']
+        sampler.rng.bit_generator.state = ckpt['sampler_rng'][rank] if rank < len(ckpt['sampler_rng']) \
+            else sampler.rng.bit_generator.state
+        torch.set_rng_state(ckpt['torch_rng'])
+    net = nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / 'val_names.txt').write_text(''.join(f'{p.name}\n' for p in val_pairs))
+        print(f'{len(train_pairs)} training pairs, {len(val_pairs)} held out from {config.val_source}; '
+              f'{sum(p.numel() for p in model.parameters()):,} parameters; start at step {step}', flush=True)
+
+    def checkpoint_state() -> dict:
+        states = [sampler.rng.bit_generator.state]
+        if world > 1:
+            states = [None] * world
+            dist.all_gather_object(states, sampler.rng.bit_generator.state)
+        return {'model': model.state_dict(), 'optimizer': optimizer.state_dict(), 'step': step,
+                'best_val_loss': best, 'config': config_to_dict(config), 'config_path': config_path,
+                'sampler_rng': states, 'torch_rng': torch.get_rng_state()}
+
+    bar = tqdm(total=config.max_steps, initial=step, disable=rank != 0, desc=config.method, dynamic_ncols=True)
+    started = time.time()
+    while step < config.max_steps:
+        for group in optimizer.param_groups:
+            group['lr'] = lr_at(step, config)
+        vis, ir = (torch.from_numpy(a).to(device) for a in sampler.batch(config.batch_size))
+        loss, parts = content_loss(net(vis, ir), vis, ir, config.texture_weight)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        step += 1
+        bar.update(1)
+        if rank == 0 and step % config.log_every == 0:
+            bar.set_postfix(loss=f'{loss.item():.4f}')
+            append_csv(out / 'train_log.csv', {'step': step, 'loss': loss.item(), **parts,
+                                               'lr': optimizer.param_groups[0]['lr'],
+                                               'seconds': round(time.time() - started, 1)})
+        if step % config.val_every == 0 or step == config.max_steps:
+            if rank == 0:
+                result = validate(model, val_pairs[:config.val_eval_count], config)
+                append_csv(out / 'val_log.csv', {'step': step, **result})
+                if result['val_loss'] < best:
+                    best = result['val_loss']
+                    save_checkpoint(out / 'best.pt', {**checkpoint_state(), 'val': result}) if world == 1 else None
+                tqdm.write(f'step {step}: ' + ', '.join(f'{k} {v:.4g}' for k, v in result.items()))
+            if world > 1:
+                best_t = torch.tensor([best], dtype=torch.float64)
+                dist.broadcast(best_t, 0)
+                best = float(best_t)
+        if step % config.ckpt_every == 0 or step == config.max_steps:
+            state = checkpoint_state()
+            if rank == 0:
+                save_checkpoint(last, state)
+    bar.close()
+    if world > 1:
+        dist.barrier()
+        dist.destroy_process_group()
+    return last
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    """Command-line entry point."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--config', required=True, help='YAML training config')
+    parser.add_argument('--resume', action='store_true', help='continue from out_dir/last.pt if it exists')
+    parser.add_argument('overrides', nargs='*', help='key=value config overrides')
+    args = parser.parse_args(argv)
+    train(load_config(args.config, args.overrides), resume=args.resume, config_path=args.config)
+
+
+if __name__ == '__main__':
+    main()
