@@ -210,8 +210,9 @@ def mse(f: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
 
 
 def psnr(f: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
-    """PSNR: 10 log10(max(F)^2 / MSE)."""
-    return float(10 * np.log10(float(np.max(f)) ** 2 / mse(f, a, b)))
+    """PSNR: 10 log10(max(F)^2 / MSE); infinite when F equals both sources."""
+    err = mse(f, a, b)
+    return float('inf') if err == 0 else float(10 * np.log10(float(np.max(f)) ** 2 / err))
 
 
 _SINGLE: dict[str, Callable[[np.ndarray], float]] = {

@@ -1,0 +1,45 @@
+"""ONNX Runtime backend: the portable path that works on any machine (CPU, or CUDA if installed)."""
+
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from fusion_ros.backends.base import Backend, BackendError
+from fusion_ros.model_card import ModelCard
+
+
+class OnnxRuntimeBackend(Backend):
+    """One InferenceSession; thread count configurable because robots share their CPU."""
+
+    name = 'onnxruntime'
+
+    def __init__(self, model_path: Path, card: ModelCard, threads: int = 0):
+        super().__init__(card)
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.intra_op_num_threads = max(int(threads), 0)
+        options.inter_op_num_threads = 1
+        providers = [p for p in ('CUDAExecutionProvider', 'CPUExecutionProvider')
+                     if p in ort.get_available_providers()]
+        self.session = ort.InferenceSession(str(model_path), options, providers=providers)
+        graph_inputs = {i.name for i in self.session.get_inputs()}
+        card_inputs = {t.name for t in card.inputs}
+        if graph_inputs != card_inputs:
+            raise ValueError(f'{model_path}: graph inputs {sorted(graph_inputs)} differ from its card '
+                             f'{sorted(card_inputs)}')
+        self.output_names = [t.name for t in card.outputs]
+
+    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run the session; ONNX Runtime errors become BackendError naming the input shapes."""
+        try:
+            values = self.session.run(self.output_names, inputs)
+        except Exception as err:  # onnxruntime raises its own exception types
+            shapes = {k: (v.shape, str(v.dtype)) for k, v in inputs.items()}
+            raise BackendError(f'onnxruntime failed on inputs {shapes}: {err}') from err
+        return dict(zip(self.output_names, values))
+
+    def close(self) -> None:
+        """Drop the session."""
+        self.session = None

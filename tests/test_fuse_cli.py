@@ -1,0 +1,53 @@
+"""`fusion-ros fuse` on folders: pairing by stem, skipped files reported, exit codes."""
+
+import shutil
+
+import cv2
+
+from fusion_ros.cli import main
+from tests.model_fixtures import PAIRS
+
+
+def make_folders(tmp_path, names):
+    ir, vis = tmp_path / 'ir', tmp_path / 'vi'
+    ir.mkdir()
+    vis.mkdir()
+    for name in names:
+        shutil.copy(next((PAIRS / 'ir').glob(name + '.*')), ir)
+        shutil.copy(next((PAIRS / 'vi').glob(name + '.*')), vis)
+    return ir, vis
+
+
+def test_fuses_good_pairs_and_reports_the_rest(exported, tmp_path, capsys):
+    ir, vis = make_folders(tmp_path, ['00091D', 'TNO_001'])
+    (ir / 'lonely.png').write_bytes((PAIRS / 'ir' / '00091D.png').read_bytes())
+    (ir / 'broken.png').write_bytes(b'not an image')
+    (vis / 'broken.png').write_bytes((PAIRS / 'vi' / '00091D.png').read_bytes())
+    out = tmp_path / 'out'
+    code = main(['fuse', '--ir', str(ir), '--vis', str(vis), '--out', str(out), '--model', str(exported[0]),
+                 '--quiet'])
+    err = capsys.readouterr().err
+    assert code == 0
+    assert sorted(p.name for p in out.iterdir()) == ['00091D.png', 'TNO_001.png']
+    assert 'lonely.png' in err and 'no partner' in err
+    assert 'broken.png' in err and 'cannot decode' in err
+    assert cv2.imread(str(out / '00091D.png')).shape == (480, 640, 3)
+    assert cv2.imread(str(out / 'TNO_001.png'), cv2.IMREAD_UNCHANGED).ndim == 2  # gray in, gray out
+
+
+def test_exit_code_is_nonzero_only_when_nothing_fused(exported, tmp_path):
+    ir, vis = make_folders(tmp_path, [])
+    (ir / 'a.png').write_bytes(b'junk')
+    (vis / 'a.png').write_bytes(b'junk')
+    assert main(['fuse', '--ir', str(ir), '--vis', str(vis), '--out', str(tmp_path / 'o'),
+                 '--model', str(exported[0]), '--quiet']) == 1
+
+
+def test_missing_folder_and_bad_homography_exit_2(exported, tmp_path, capsys):
+    assert main(['fuse', '--ir', str(tmp_path / 'nope'), '--vis', str(tmp_path), '--out', str(tmp_path / 'o'),
+                 '--model', str(exported[0])]) == 2
+    assert 'not a folder' in capsys.readouterr().err
+    args = ['fuse', '--ir', str(tmp_path), '--vis', str(tmp_path), '--out', str(tmp_path / 'o'),
+            '--model', str(exported[0]), '--registration', 'homography', '--homography', *['0'] * 9]
+    assert main(args) == 2
+    assert 'singular' in capsys.readouterr().err.lower()
