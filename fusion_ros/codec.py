@@ -1,4 +1,5 @@
-"""Convert between sensor_msgs/msg/Image-like objects and numpy arrays.
+"""
+Convert between sensor_msgs/msg/Image-like objects and numpy arrays.
 
 Kept free of rclpy and sensor_msgs at import time so the node, bag replay and
 the tests share one decoder that runs without a ROS installation. Decoding
@@ -59,7 +60,8 @@ def _layout(encoding: str) -> _Layout:
 
 
 def _as_byte_array(data: Any) -> np.ndarray:
-    """View the message data as a flat uint8 array, copying only when the container has no usable buffer.
+    """
+    View the message data as a flat uint8 array, copying only when the container has no usable buffer.
 
     rclpy hands out array.array('B') (or bytes); both expose the buffer protocol, so
     np.frombuffer wraps them without a copy. Lists and non-contiguous memoryviews
@@ -82,7 +84,8 @@ def _as_byte_array(data: Any) -> np.ndarray:
 
 
 def image_to_array(msg: Any) -> np.ndarray:
-    """Decode an Image-like message into an (H, W) or (H, W, C) uint8/uint16 array.
+    """
+    Decode an Image-like message into an (H, W) or (H, W, C) uint8/uint16 array.
 
     Row padding (step > width * bytes per pixel) is skipped with strides rather
     than copied. 16-bit data in the other byte order than the host's is swapped
@@ -136,7 +139,8 @@ def _check_array(array: np.ndarray, encoding: str) -> _Layout:
 
 
 def array_to_fields(array: np.ndarray, encoding: str) -> dict[str, Any]:
-    """Return the Image fields (height, width, encoding, is_bigendian, step, data) for an array.
+    """
+    Return the Image fields (height, width, encoding, is_bigendian, step, data) for an array.
 
     Rows are packed (step = width * bytes per pixel) and 16-bit data is written
     little-endian, so ``is_bigendian`` is always False. ``data`` is an
@@ -152,7 +156,7 @@ def array_to_fields(array: np.ndarray, encoding: str) -> dict[str, Any]:
     if layout.itemsize == 2:
         array = array.astype('<u2', copy=False)
     data = _array.array('B')
-    data.frombytes(memoryview(np.ascontiguousarray(array)).cast('B'))
+    data.frombytes(np.ascontiguousarray(array).reshape(-1).view(np.uint8))
     return {
         'height': int(height),
         'width': int(width),
@@ -177,7 +181,8 @@ def array_to_image(array: np.ndarray, encoding: str, header: Optional[Any] = Non
 
 
 def to_bgr(array: np.ndarray, encoding: str) -> np.ndarray:
-    """Return a decoded visible frame as uint8 (H, W, 3) BGR, the form the fusion pipeline takes.
+    """
+    Return a decoded visible frame as uint8 (H, W, 3) BGR, the form the fusion pipeline takes.
 
     bgr8 is returned as is (no copy); mono frames are replicated to three equal
     planes so the colour maths sees neutral chroma; 16-bit mono is scaled from
@@ -196,7 +201,8 @@ def to_bgr(array: np.ndarray, encoding: str) -> np.ndarray:
 
 
 def to_mono(array: np.ndarray, encoding: str) -> np.ndarray:
-    """Return a decoded infrared frame as a single (H, W) plane, keeping its bit depth.
+    """
+    Return a decoded infrared frame as a single (H, W) plane, keeping its bit depth.
 
     Mono frames pass through (8-bit as uint8, 16-bit as native uint16) so the
     IR gain can use the full radiometric range; colour frames are converted to

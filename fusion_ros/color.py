@@ -1,4 +1,5 @@
-"""Colour maths shared by the runtime, the exported graphs' tests and training.
+"""
+Colour maths shared by the runtime, the exported graphs' tests and training.
 
 The networks only see luminance in [0, 1]; colour is carried around them with
 the YCrCb convention of the SeAFusion code (methods.md, "Colour"). All
@@ -44,7 +45,8 @@ def ycrcb_to_bgr(y: np.ndarray, cr: np.ndarray, cb: np.ndarray) -> np.ndarray:
 
 
 def merge_chroma(c1: np.ndarray, c2: np.ndarray) -> np.ndarray:
-    """Merge one chroma plane of two colour sources, weighting each by |C - 0.5|.
+    """
+    Merge one chroma plane of two colour sources, weighting each by |C - 0.5|.
 
     Where both sources are neutral (weights sum to zero) the result is neutral.
     """
@@ -56,7 +58,8 @@ def merge_chroma(c1: np.ndarray, c2: np.ndarray) -> np.ndarray:
 
 def ir_to_unit(ir: np.ndarray, mode: str = 'fixed', low: float = 0.0, high: Optional[float] = None,
                percentiles: tuple[float, float] = (1.0, 99.0)) -> np.ndarray:
-    """Map an 8- or 16-bit infrared image to float32 [0, 1].
+    """
+    Map an 8- or 16-bit infrared image to float32 [0, 1].
 
     Radiometric thermal cameras send 16-bit counts that occupy a narrow band of
     the range, so a plain /65535 gives a black image. Modes:

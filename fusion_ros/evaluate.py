@@ -1,4 +1,5 @@
-"""`fusion-ros evaluate`: score folders of fused images with the standard fusion metrics.
+"""
+`fusion-ros evaluate`: score folders of fused images with the standard fusion metrics.
 
 Fused files are matched to the IR + visible pairs by file stem (a fused image
 keeps the visible file's name; extensions may differ). Metrics follow the
@@ -73,7 +74,8 @@ def _scores(fused: np.ndarray, ir: np.ndarray, vis: np.ndarray) -> dict[str, flo
 
 
 def _evaluate_pair(job: _PairJob) -> _PairResult:
-    """Score every method's fused image of one pair; runs in a worker, so it reports errors instead of raising.
+    """
+    Score every method's fused image of one pair; runs in a worker, so it reports errors instead of raising.
 
     Sources are read once per pair and shared by all methods, which is why the unit of work is the pair.
     """
@@ -203,7 +205,8 @@ def _file_label(method: str) -> str:
 
 def evaluate_folders(methods: dict[str, Path], ir_dir: Path, vis_dir: Path, out_dir: Path,
                      baselines: bool = False, workers: Optional[int] = None, progress: bool = True) -> Summary:
-    """Score each method's folder against the IR + visible pairs and write the reports to out_dir.
+    """
+    Score each method's folder against the IR + visible pairs and write the reports to out_dir.
 
     The first entry of `methods` is the main method (per_image.csv); the others, and the 'max'/'mean'
     baselines, get per_image_<method>.csv. Returns {method: {metric: {'mean', 'std', 'n'}}}; mean and std

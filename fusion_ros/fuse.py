@@ -1,4 +1,5 @@
-"""`fusion-ros fuse`: fuse every IR + visible pair of two folders with the shared pipeline.
+"""
+`fusion-ros fuse`: fuse every IR + visible pair of two folders with the shared pipeline.
 
 Pairs by file stem; the output keeps the visible file's name. Missing partners
 and unreadable or unfusable files are reported and skipped, the rest is still

@@ -1,4 +1,5 @@
-"""Standard image-fusion quality metrics, matching the de-facto Python evaluator.
+"""
+Standard image-fusion quality metrics, matching the de-facto Python evaluator.
 
 Most recent published tables come from the evaluator released with CDDFuse
 (CVPR 2023). Its conventions are reproduced here on purpose, quirks included
@@ -30,7 +31,7 @@ def read_gray(path: Path) -> np.ndarray:
 
 
 def as_gray(image: np.ndarray) -> np.ndarray:
-    """Same conversion for an in-memory uint8 image (gray or BGR)."""
+    """Convert an in-memory uint8 image (gray or BGR) the way read_gray does."""
     if image.ndim == 3:
         image = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
     return image.astype(np.float32)
@@ -41,7 +42,7 @@ def _histogram(values: np.ndarray, bins: int) -> np.ndarray:
 
 
 def entropy(f: np.ndarray) -> float:
-    """EN: Shannon entropy (bits) of the 256-bin histogram of round(F)."""
+    """Compute EN, the Shannon entropy in bits of the 256-bin histogram of the rounded image."""
     p = _histogram(np.clip(np.rint(f), 0, 255).astype(np.int64), 256)
     p = p[p > 0] / f.size
     return float(-(p * np.log2(p)).sum())
@@ -107,7 +108,7 @@ def _gaussian_window(n: int, sigma: float) -> np.ndarray:
 
 
 def _filter_valid(image: np.ndarray, window: np.ndarray) -> np.ndarray:
-    """'valid' 2-D filtering (the window is symmetric, so correlation equals convolution)."""
+    """Filter with 'valid' output size (the window is symmetric, so correlation equals convolution)."""
     full = cv2.filter2D(image, cv2.CV_64F, window, borderType=cv2.BORDER_CONSTANT)
     r = window.shape[0] // 2
     return full[r:image.shape[0] - r, r:image.shape[1] - r]
@@ -153,8 +154,12 @@ _SOBEL_Y = np.array([[1, 2, 1], [0, 0, 0], [-1, -2, -1]], np.float64)
 
 
 def _edge_strength_orientation(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Sobel strength and orientation; flipping both kernels (convolution vs correlation)
-    changes neither the strength nor atan(Sy/Sx)."""
+    """
+    Return Sobel strength and orientation.
+
+    Flipping both kernels (convolution vs correlation) changes neither the
+    strength nor atan(Sy/Sx), so OpenCV's correlation matches the reference.
+    """
     img = image.astype(np.float64)
     sx = cv2.filter2D(img, cv2.CV_64F, _SOBEL_X, borderType=cv2.BORDER_CONSTANT)
     sy = cv2.filter2D(img, cv2.CV_64F, _SOBEL_Y, borderType=cv2.BORDER_CONSTANT)

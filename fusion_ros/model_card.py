@@ -1,4 +1,5 @@
-"""Model cards: the JSON that travels beside every exported ONNX graph.
+"""
+Model cards: the JSON that travels beside every exported ONNX graph.
 
 The card says what the graph computes (method, graph kind, tensor names,
 layouts, dtypes, value ranges), where it came from (training command, data,

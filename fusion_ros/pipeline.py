@@ -1,4 +1,5 @@
-"""One fusion pipeline, pre -> backend -> post, shared by the node, the folder CLI and bag replay.
+"""
+One fusion pipeline, pre -> backend -> post, shared by the node, the folder CLI and bag replay.
 
 Input: an infrared frame (uint8 or uint16, any size) and a visible frame
 (uint8 gray or BGR). Output: the fused frame in the visible camera's geometry

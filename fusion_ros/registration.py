@@ -1,4 +1,5 @@
-"""Bring the infrared frame into the visible camera's pixel grid.
+"""
+Bring the infrared frame into the visible camera's pixel grid.
 
 The fusion network needs both inputs on one grid. Cameras on a rig differ in
 resolution and viewpoint, so the IR frame is either taken as already aligned
@@ -24,7 +25,8 @@ _SINGULAR_RTOL = 1e-12
 
 @dataclass(frozen=True)
 class Registration:
-    """How the IR frame maps onto the visible frame; validated on construction.
+    """
+    How the IR frame maps onto the visible frame; validated on construction.
 
     ``homography`` is the row-major 3x3 matrix (9 floats) taking IR pixel
     coordinates to visible pixel coordinates; it is used by mode 'homography'
@@ -90,7 +92,8 @@ def make_registration(mode: str, homography: Optional[Sequence[float]] = None) -
 
 
 def register_ir(ir: np.ndarray, vis_shape: Sequence[int], registration: Registration) -> np.ndarray:
-    """Return the IR frame resampled onto the visible frame's (H, W) grid.
+    """
+    Return the IR frame resampled onto the visible frame's (H, W) grid.
 
     ``vis_shape`` is the visible array's shape; only its first two entries
     (height, width) are used, so ``vis.shape`` can be passed directly. Pixels

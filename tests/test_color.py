@@ -1,6 +1,6 @@
 """Colour maths of methods.md and the 16-bit IR gain."""
 
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
 from hypothesis.extra.numpy import arrays
 import numpy as np
 import pytest

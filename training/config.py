@@ -1,4 +1,5 @@
-"""Typed training configuration loaded from YAML.
+"""
+Typed training configuration loaded from YAML.
 
 Unknown keys and wrongly typed values raise instead of being silently ignored,
 so a typo in a config file cannot train a different model than intended.

@@ -61,7 +61,8 @@ def split_holdout(pairs: list[Pair], source: str, count: int, seed: int) -> tupl
 
 
 class CropSampler:
-    """Draws batches of random crops with random flips from in-memory pairs.
+    """
+    Draws batches of random crops with random flips from in-memory pairs.
 
     Sampling is weighted by image area so large and small images are seen per pixel,
     and driven by its own generator so a resumed run continues the same stream.

@@ -1,4 +1,5 @@
-"""Export a trained checkpoint to ONNX, validate it against PyTorch, and write its model card.
+"""
+Export a trained checkpoint to ONNX, validate it against PyTorch, and write its model card.
 
     python -m training.export --checkpoint runs/seafusion/best.pt --out models/seafusion.onnx \
         --samples tests/data/pairs [--metrics demo_out/summary.json]
@@ -29,7 +30,8 @@ import torch
 from torch import nn
 
 from fusion_ros import __version__
-from fusion_ros.color import (B_FROM_CB, CB_SCALE, CR_SCALE, G_FROM_CB, G_FROM_CR, R_FROM_CR, Y_WEIGHTS_RGB, bgr_to_ycrcb,
+from fusion_ros.color import (B_FROM_CB, CB_SCALE, CR_SCALE, G_FROM_CB, G_FROM_CR, R_FROM_CR, Y_WEIGHTS_RGB,
+                              bgr_to_ycrcb,
                               to_unit)
 from fusion_ros.imageio import pair_folders, read_ir, read_visible
 from fusion_ros.model_card import ModelCard, TensorSpec, card_path_for, save_card, sha256_of
@@ -54,7 +56,8 @@ class FloatGraph(nn.Module):
 
 
 class Uint8Graph(nn.Module):
-    """(ir (H, W) uint8, visible_bgr (H, W, 3) uint8) -> fused_bgr (H, W, 3) uint8.
+    """
+    (ir (H, W) uint8, visible_bgr (H, W, 3) uint8) -> fused_bgr (H, W, 3) uint8.
 
     Same maths as fusion_ros.color, so the numpy pipeline is its reference.
     """
@@ -91,7 +94,8 @@ def uint8_specs() -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
 
 def export_graph(module: nn.Module, example: tuple[torch.Tensor, ...], path: Path, inputs, outputs,
                  dynamic_axes: dict, opset: int) -> None:
-    """torch.onnx.export plus onnx.checker.
+    """
+    torch.onnx.export plus onnx.checker.
 
     The TorchScript exporter is used on purpose: the dynamo exporter needs onnxscript (another
     dependency) and gives no better graph for these conv-only networks; its deprecation

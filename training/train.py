@@ -1,4 +1,5 @@
-"""Train a fusion network from a YAML config.
+"""
+Train a fusion network from a YAML config.
 
     python -m training.train --config training/configs/seafusion.yaml [--resume] [key=value ...]
     torchrun --nproc_per_node 2 -m training.train --config ...      # DDP (nccl on GPU, gloo on CPU)

@@ -12,7 +12,8 @@ class BackendError(RuntimeError):
 
 
 class Backend(ABC):
-    """Runs one exported graph: named numpy inputs in, named numpy outputs out.
+    """
+    Runs one exported graph: named numpy inputs in, named numpy outputs out.
 
     Input and output names, layouts and dtypes are those of the model card, so
     the pipeline never needs to know which runtime executes the graph.

@@ -21,7 +21,8 @@ class ConvLReLU(nn.Sequential):
 
 
 class SobelMagnitude(nn.Module):
-    """Per-channel |Sobel_x| + |Sobel_y| as two depthwise convs.
+    """
+    Per-channel |Sobel_x| + |Sobel_y| as two depthwise convs.
 
     The kernels start as Sobel but stay trainable, as in SeAFusion's GRDB
     (they are part of its 166,657 parameters).
@@ -40,7 +41,7 @@ class SobelMagnitude(nn.Module):
 
 
 def sobel_magnitude(x: torch.Tensor) -> torch.Tensor:
-    """Fixed |Sobel_x| + |Sobel_y| of a (N, 1, H, W) batch, zero padding (loss helper)."""
+    """Compute fixed |Sobel_x| + |Sobel_y| of a (N, 1, H, W) batch, zero padding (loss helper)."""
     kx = x.new_tensor(SOBEL_X).view(1, 1, 3, 3)
     ky = x.new_tensor(SOBEL_Y).view(1, 1, 3, 3)
     return F.conv2d(x, kx, padding=1).abs() + F.conv2d(x, ky, padding=1).abs()

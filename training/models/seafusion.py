@@ -1,4 +1,5 @@
-"""SeAFusion fusion network (Tang et al., Information Fusion 82, 2022).
+"""
+SeAFusion fusion network (Tang et al., Information Fusion 82, 2022).
 
 Rebuilt from the description in methods.md: two unshared encoders made of
 gradient residual dense blocks (GRDB) and a plain conv decoder. No
