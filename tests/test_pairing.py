@@ -1,0 +1,122 @@
+"""Stamp pairing: message_filters ApproximateTime semantics for two inputs, and the latest-frame mode."""
+
+from hypothesis import given, settings, strategies as st
+import numpy as np
+import pytest
+
+from fusion_ros.pairing import IR, VISIBLE, ApproximatePairer, LatestPairer, make_pairer
+
+MS = 1_000_000
+
+
+def reference_add(queues, queue_size, slop, stream, stamp, item):
+    """Literal restatement of message_filters' ApproximateTimeSynchronizer.add for two queues."""
+    mine = queues[stream]
+    mine[stamp] = item
+    while len(mine) > queue_size:
+        del mine[min(mine)]
+    candidates = [(s, abs(s - stamp)) for s in queues[1 - stream] if abs(s - stamp) <= slop]
+    if not candidates:
+        return None
+    for other_stamp, _ in sorted(candidates, key=lambda c: c[1]):
+        stamps = {stream: stamp, 1 - stream: other_stamp}
+        if max(stamps.values()) - min(stamps.values()) < slop and all(stamps[k] in queues[k] for k in (0, 1)):
+            items = (queues[IR].pop(stamps[IR]), queues[VISIBLE].pop(stamps[VISIBLE]))
+            return items
+    return None
+
+
+events = st.lists(st.tuples(st.sampled_from([IR, VISIBLE]), st.integers(0, 60)), max_size=80)
+
+
+@given(events, st.integers(1, 6), st.integers(1, 12))
+@settings(max_examples=300, deadline=None)
+def test_matches_the_reference_semantics(sequence, queue_size, slop):
+    pairer = ApproximatePairer(queue_size, slop)
+    queues = ({}, {})
+    for k, (stream, stamp) in enumerate(sequence):
+        item = (stream, stamp, k)
+        assert pairer.add(stream, stamp, item) == reference_add(queues, queue_size, slop, stream, stamp, item)
+        assert pairer.queues == queues
+        assert all(len(q) <= queue_size for q in pairer.queues)
+
+
+@given(events, st.integers(1, 6), st.integers(1, 12))
+@settings(max_examples=200, deadline=None)
+def test_fired_pairs_are_within_slop_and_each_item_fires_once(sequence, queue_size, slop):
+    pairer = ApproximatePairer(queue_size, slop)
+    seen = set()
+    for k, (stream, stamp) in enumerate(sequence):
+        pair = pairer.add(stream, stamp, (stream, stamp, k))
+        if pair:
+            (s_ir, t_ir, k_ir), (s_vis, t_vis, k_vis) = pair
+            assert (s_ir, s_vis) == (IR, VISIBLE)
+            assert abs(t_ir - t_vis) < slop
+            assert k_ir not in seen and k_vis not in seen
+            seen |= {k_ir, k_vis}
+    assert pairer.stats.pairs == len(seen) // 2 == sum(pairer.stats.skew_histogram)
+
+
+def test_edge_cases_of_the_policy():
+    pairer = ApproximatePairer(queue_size=2, slop_ns=10)
+    assert pairer.add(IR, 100, 'a') is None
+    assert pairer.add(VISIBLE, 110, 'v') is None, 'a difference equal to the slop must not fire'
+    pairer.add(IR, 100, 'a2')
+    assert pairer.queues[IR] == {100: 'a2'}, 'the same stamp replaces the stored item'
+    assert pairer.add(VISIBLE, 105, 'w') == ('a2', 'w')
+    assert pairer.queues[VISIBLE] == {110: 'v'}, 'unmatched older items stay'
+    # ties: equal distance to 95 and 105 -> the earlier inserted (105) wins
+    pairer = ApproximatePairer(queue_size=5, slop_ns=10)
+    pairer.add(VISIBLE, 105, 'late')
+    pairer.add(VISIBLE, 95, 'early')
+    assert pairer.add(IR, 100, 'ir') == ('ir', 'late')
+
+
+def test_an_item_evicted_on_arrival_never_fires():
+    pairer = ApproximatePairer(queue_size=1, slop_ns=50)
+    pairer.add(IR, 200, 'new')
+    pairer.add(VISIBLE, 500, 'far')
+    assert pairer.add(IR, 100, 'old') is None      # older than the queued 200: dropped at once
+    assert pairer.stats.evictions == [1, 0]
+
+
+def test_rate_9hz_ir_vs_30hz_visible():
+    """A thermal camera at 9 Hz beside a 30 Hz visible camera, same clock, +-2 ms jitter."""
+    rng = np.random.default_rng(0)
+    ir = [(IR, int(k * 1e9 / 9 + rng.integers(-2, 3) * MS)) for k in range(90)]
+    vis = [(VISIBLE, int(k * 1e9 / 30 + rng.integers(-2, 3) * MS)) for k in range(300)]
+    pairer = ApproximatePairer(queue_size=10, slop_ns=20 * MS)
+    pairs = []
+    for stream, stamp in sorted(ir + vis, key=lambda e: e[1]):
+        pair = pairer.add(stream, stamp, stamp)
+        if pair:
+            pairs.append(pair)
+    assert len(pairs) >= 85            # nearly every IR frame finds a partner within 20 ms
+    assert all(abs(a - b) < 20 * MS for a, b in pairs)
+    assert pairer.stats.evictions[VISIBLE] > 150   # unpaired visible frames age out
+    assert sum(pairer.stats.skew_histogram[5:]) == 0  # nothing above 20 ms
+
+
+def test_latest_mode_reuses_the_newest_ir_frame():
+    pairer = LatestPairer()
+    assert pairer.add(VISIBLE, 0, 'v0') is None
+    pairer.add(IR, 5, 'i1')
+    pairer.add(IR, 9, 'i2')
+    assert pairer.add(VISIBLE, 1000, 'v1') == ('i2', 'v1')
+    assert pairer.add(VISIBLE, 2000, 'v2') == ('i2', 'v2')
+    assert pairer.stats.last_skew_ns == 9 - 2000
+
+
+@pytest.mark.parametrize('args, message', [
+    (('approximate', 0, 0.02), 'queue_size must be >= 1'),
+    (('approximate', 5, 0.0), 'slop must be positive'),
+    (('exact', 5, 0.02), "'approximate' or 'latest'"),
+])
+def test_bad_settings_are_named(args, message):
+    with pytest.raises(ValueError, match=message):
+        make_pairer(*args)
+
+
+def test_bad_stream_is_named():
+    with pytest.raises(ValueError, match='stream must be'):
+        ApproximatePairer(3, 10).add(2, 0, None)
