@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import io
 import json
 import math
+import multiprocessing
 import os
 from pathlib import Path
 import re
@@ -121,7 +122,10 @@ def _run_jobs(jobs: list[_PairJob], workers: int, progress: bool) -> list[_PairR
                 results.append(_evaluate_pair(job))
                 bar.update()
         else:
-            with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker) as pool:
+            # 'spawn', not fork: a child forked while OpenCV's thread pool is busy or locked deadlocks.
+            context = multiprocessing.get_context('spawn')
+            with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context,
+                                     initializer=_init_worker) as pool:
                 for future in as_completed([pool.submit(_evaluate_pair, job) for job in jobs]):
                     results.append(future.result())
                     bar.update()
@@ -185,8 +189,8 @@ def _plot_cdfs(per_method: dict[str, list[float]], metric: str, path: Path) -> N
     for method, values in per_method.items():
         finite = np.sort(np.array([v for v in values if math.isfinite(v)], dtype=np.float64))
         if finite.size:
-            fraction = np.arange(1, finite.size + 1) / finite.size
-            axes.step(finite, fraction, where='post', label=f'{method} (n={finite.size})')
+            fraction = np.arange(0, finite.size + 1) / finite.size  # starts at 0 so the first jump is visible
+            axes.step(np.concatenate([finite[:1], finite]), fraction, where='post', label=f'{method} (n={finite.size})')
     axes.set_xlabel(metric)
     axes.set_ylabel('fraction of images ≤ value')
     axes.set_ylim(0, 1.02)

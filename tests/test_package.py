@@ -12,8 +12,9 @@ COLCON = Path(sys.executable).with_name('colcon')
 
 def test_colcon_build_installs_package_data_and_scripts(tmp_path):
     src = tmp_path / 'src' / 'fusion_ros'
-    shutil.copytree(REPO, src, ignore=shutil.ignore_patterns('.venv', '.git', 'runs', 'demo_out', 'build',
-                                                            'install', 'log', '*.egg-info', '__pycache__'))
+    skip = shutil.ignore_patterns('.venv', '.git', 'runs', 'demo_out', 'build', 'install', 'log', '*.egg-info',
+                                  '__pycache__')
+    shutil.copytree(REPO, src, ignore=skip)
     result = subprocess.run([str(COLCON), 'build', '--base-paths', str(tmp_path / 'src')], cwd=tmp_path,
                             capture_output=True, text=True, timeout=300,
                             env={**os.environ, 'PATH': f'{COLCON.parent}:{os.environ["PATH"]}'})

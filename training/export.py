@@ -144,8 +144,14 @@ def check_parity(net: nn.Module, float_path: Path, uint8_path: Path, samples) ->
             'uint8_max_abs_diff': worst_uint8, 'float_tolerance': FLOAT_TOL, 'uint8_tolerance': UINT8_TOL}
 
 
+def holdout_names(run_dir: Path) -> list[str]:
+    """Return the held-out pair names a training run recorded, so the card says what was never trained on."""
+    path = Path(run_dir) / 'val_names.txt'
+    return path.read_text().split() if path.is_file() else []
+
+
 def export(checkpoint: Path, out: Path, samples_dir: Path, opset: int = 17, metrics: Optional[Path] = None,
-           sample_limit: int = 8) -> tuple[Path, Path]:
+           sample_limit: int = 8, notes: Optional[str] = None) -> tuple[Path, Path]:
     """Export both graphs of a checkpoint, validate them, and write their cards; returns the two paths."""
     if opset < 17:
         raise ValueError(f'opset must be >= 17, got {opset}')
@@ -175,7 +181,9 @@ def export(checkpoint: Path, out: Path, samples_dir: Path, opset: int = 17, metr
         'training': {'command': ckpt.get('command') or f'python -m training.train --config {ckpt.get("config_path")}',
                      'config': ckpt['config'], 'steps': ckpt['step'], 'checkpoint_sha256': sha256_of(checkpoint),
                      'best_val_loss': ckpt.get('best_val_loss')},
-        'data': 'see DATA.md; sources and hold-out listed in training.config',
+        'data': {'sources': ckpt['config']['sources'], 'attribution': 'DATA.md',
+                 'holdout': {'source': ckpt['config']['val_source'], 'count': ckpt['config']['val_count'],
+                             'names': holdout_names(Path(checkpoint).parent)}},
         'parameters': sum(p.numel() for p in net.parameters()),
         'export': {'command': 'python -m training.export ' + ' '.join(sys.argv[1:]),
                    'date': datetime.now(timezone.utc).isoformat(timespec='seconds'),
@@ -184,6 +192,8 @@ def export(checkpoint: Path, out: Path, samples_dir: Path, opset: int = 17, metr
     }
     if metrics:
         provenance['metrics'] = json.loads(Path(metrics).read_text())
+    if notes:
+        provenance['notes'] = notes
     for path, graph, (inputs, outputs) in ((out, 'uint8', (u_in, u_out)), (float_path, 'float', (f_in, f_out))):
         card = ModelCard(method=method, version=__version__, graph=graph, onnx=path.name, sha256=sha256_of(path),
                          opset=opset, inputs=inputs, outputs=outputs, provenance=provenance)
@@ -200,8 +210,9 @@ def main(argv: Optional[list[str]] = None) -> None:
                         help='folder with ir/ and vi/ sample pairs for the parity check')
     parser.add_argument('--opset', type=int, default=17)
     parser.add_argument('--metrics', type=Path, help='summary.json of an evaluation to copy into the card')
+    parser.add_argument('--notes', help='free text for the card (e.g. how the run deviated from its config)')
     args = parser.parse_args(argv)
-    for path in export(args.checkpoint, args.out, args.samples, args.opset, args.metrics):
+    for path in export(args.checkpoint, args.out, args.samples, args.opset, args.metrics, notes=args.notes):
         print(f'wrote {path} ({path.stat().st_size / 1024:.0f} KiB) and {card_path_for(path).name}')
 
 
