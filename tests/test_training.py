@@ -144,3 +144,18 @@ def test_ddp_two_cpu_processes_with_gloo(tmp_path):
     ckpt = load_checkpoint(tmp_path / 'run' / 'last.pt')
     assert ckpt['step'] == 4
     assert len(ckpt['sampler_rng']) == 2 and ckpt['sampler_rng'][0] != ckpt['sampler_rng'][1]
+
+
+def test_validate_links_exactly_the_holdout(tmp_path):
+    from training.validate import link_holdout
+    run = tmp_path / 'run'
+    run.mkdir()
+    (run / 'val_names.txt').write_text('00091D\nTNO_001\n')
+    cfg = tmp_path / 'c.yaml'
+    cfg.write_text(f"sources: [{{name: samples, ir: '{PAIRS / 'ir'}', vis: '{PAIRS / 'vi'}'}}]\nval_source: samples\n")
+    out = link_holdout(run, cfg, tmp_path / 'pairs')
+    assert sorted(p.name for p in (out / 'ir').iterdir()) == ['00091D.png', 'TNO_001.png']
+    assert sorted(p.name for p in (out / 'vi').iterdir()) == ['00091D.png', 'TNO_001.png']
+    (run / 'val_names.txt').write_text('00091D\nmissing\n')
+    with pytest.raises(FileNotFoundError, match='1 held-out pair'):
+        link_holdout(run, cfg, tmp_path / 'pairs2')

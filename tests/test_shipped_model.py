@@ -1,0 +1,61 @@
+"""The shipped SeAFusion model: card pinned and complete, fuses both sources, demo runs end to end."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fusion_ros import metrics
+from fusion_ros.cli import main
+from fusion_ros.imageio import read_ir, read_visible
+from fusion_ros.model_card import load_card
+from fusion_ros.pipeline import FusionPipeline, installed_model_path
+
+REPO = Path(__file__).resolve().parent.parent
+MODEL = REPO / 'models' / 'seafusion.onnx'
+PAIRS = REPO / 'tests' / 'data' / 'pairs'
+
+
+def test_default_model_is_the_shipped_one():
+    assert installed_model_path() == MODEL
+
+
+@pytest.mark.parametrize('name, graph', [('seafusion.onnx', 'uint8'), ('seafusion_float.onnx', 'float')])
+def test_cards_are_complete(name, graph):
+    card = load_card(REPO / 'models' / name)       # also verifies the sha256
+    assert (card.method, card.graph) == ('seafusion', graph)
+    prov = card.provenance
+    assert prov['training']['command'].startswith('python -m training.train')
+    assert len(prov['data']['holdout']['names']) >= 40
+    for method in ('seafusion', 'max', 'mean'):
+        assert set(metrics.METRIC_NAMES) <= set(prov['metrics'][method]), method
+        assert prov['metrics'][method]['EN']['n'] == len(prov['data']['holdout']['names'])
+    assert prov['parity']['float_max_abs_diff'] <= 1e-5 and prov['parity']['uint8_max_abs_diff'] <= 1
+
+
+def test_holdout_samples_were_never_trained_on():
+    names = load_card(MODEL).provenance['data']['holdout']['names']
+    msrs_samples = [p.stem for p in (PAIRS / 'vi').glob('0*.png')]
+    assert msrs_samples and set(msrs_samples) <= set(names)
+
+
+def test_fused_image_carries_both_sources():
+    pipeline = FusionPipeline.from_model(threads=1)
+    ir, vis = read_ir(PAIRS / 'ir' / '00718N.png'), read_visible(PAIRS / 'vi' / '00718N.png')
+    fused = metrics.as_gray(pipeline.fuse(ir, vis).fused_bgr)
+    a, b = metrics.as_gray(ir), metrics.as_gray(vis)
+    # a night scene: the fused frame must follow the IR structure and the visible one, and be neither
+    assert np.corrcoef(fused.ravel(), a.ravel())[0, 1] > 0.3
+    assert np.corrcoef(fused.ravel(), b.ravel())[0, 1] > 0.3
+    assert metrics.mse(fused, a, b) > 0
+
+
+def test_demo_command_writes_the_report(tmp_path, capsys):
+    assert main(['demo', '--out', str(tmp_path)]) == 0
+    summary = json.loads((tmp_path / 'summary.json').read_text())
+    assert set(summary) == {'seafusion', 'max', 'mean'}
+    assert summary['seafusion']['Qabf']['n'] == 7
+    assert len(list((tmp_path / 'fused').iterdir())) == 7
+    assert len(list(tmp_path.glob('cdf_*.png'))) == len(metrics.METRIC_NAMES)
+    assert '| seafusion' in capsys.readouterr().out
