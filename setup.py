@@ -27,6 +27,7 @@ setup(
     entry_points={
         'console_scripts': [
             'fusion-ros = fusion_ros.cli:main',
+            'fusion_node = fusion_ros.node:main',
         ],
     },
 )

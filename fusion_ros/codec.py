@@ -214,3 +214,14 @@ def to_mono(array: np.ndarray, encoding: str) -> np.ndarray:
         return cv2.cvtColor(array, _TO_GRAY[encoding])
     plane = array if array.ndim == 2 else array[..., 0]
     return plane if plane.dtype.isnative else plane.astype(plane.dtype.newbyteorder('='))
+
+
+def from_bgr(bgr: np.ndarray, encoding: str) -> np.ndarray:
+    """Convert a uint8 BGR image to an output encoding (bgr8, rgb8 or mono8)."""
+    if encoding == 'bgr8':
+        return bgr
+    if encoding == 'rgb8':
+        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    if encoding == 'mono8':
+        return cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+    raise ValueError(f'unsupported output encoding {encoding!r}; expected bgr8, rgb8 or mono8')

@@ -1,0 +1,270 @@
+"""
+fusion_node: a lifecycle node that pairs IR and visible frames and publishes the fused image.
+
+A thin rclpy shell around the ROS-free core: subscription callbacks only pair
+stamps; the freshest pair goes through a one-slot mailbox to one inference
+thread, which decodes, runs the shared FusionPipeline and publishes. The model
+loads in configure, topics exist while active, cleanup releases everything.
+"""
+
+import threading
+from typing import Any, Optional
+
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
+import rclpy
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CameraInfo, Image
+
+from fusion_ros import codec
+from fusion_ros.backends.base import BackendError
+from fusion_ros.mailbox import Mailbox
+from fusion_ros.node_params import PARAMS, validate, validate_all
+from fusion_ros.pairing import IR, VISIBLE, make_pairer
+from fusion_ros.pipeline import FusionPipeline, IrGain
+from fusion_ros.registration import make_registration
+from fusion_ros.stats import NodeStats
+
+
+def _descriptor(param) -> ParameterDescriptor:
+    desc = ParameterDescriptor(description=param.description, read_only=param.read_only)
+    if param.choices:
+        desc.additional_constraints = 'one of: ' + ', '.join(param.choices)
+    if param.low is not None and isinstance(param.default, bool) is False:
+        if isinstance(param.default, int):
+            desc.integer_range = [IntegerRange(from_value=int(param.low), to_value=int(param.high), step=0)]
+        elif isinstance(param.default, float):
+            desc.floating_point_range = [FloatingPointRange(from_value=float(param.low), to_value=float(param.high))]
+    return desc
+
+
+def stamp_ns(msg: Any) -> int:
+    """Header stamp in nanoseconds."""
+    return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+
+
+def scaled_camera_info(info: CameraInfo, width: int, height: int) -> CameraInfo:
+    """Return the visible CameraInfo, rescaled if the published image has another size."""
+    if (info.width, info.height) == (width, height) or not info.width or not info.height:
+        return info
+    sx, sy = width / info.width, height / info.height
+    out = CameraInfo(header=info.header, width=width, height=height, distortion_model=info.distortion_model,
+                     d=info.d, r=info.r)
+    k = list(info.k)
+    k[0], k[2], k[4], k[5] = k[0] * sx, k[2] * sx, k[4] * sy, k[5] * sy
+    p = list(info.p)
+    p[0], p[2], p[3], p[5], p[6] = p[0] * sx, p[2] * sx, p[3] * sx, p[5] * sy, p[6] * sy
+    out.k, out.p = k, p
+    return out
+
+
+class FusionNode(LifecycleNode):
+    """Lifecycle node: configure loads the model, activate opens the topics."""
+
+    def __init__(self, **kwargs):
+        super().__init__('fusion_node', **kwargs)
+        for param in PARAMS:
+            self.declare_parameter(param.name, param.default, _descriptor(param))
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.pipeline: Optional[FusionPipeline] = None
+        self.pairer = None
+        self.mailbox = Mailbox()
+        self.stats = NodeStats()
+        self._lock = threading.Lock()
+        self._worker: Optional[threading.Thread] = None
+        self._subs: list = []
+        self._pubs: dict[str, Any] = {}
+        self._last_stamp = [None, None]
+        self._camera_info: Optional[CameraInfo] = None
+        self._diag_timer = None
+        self._diag_pub = None
+
+    # ---- parameters -------------------------------------------------------------------------
+    def _values(self) -> dict[str, Any]:
+        return {p.name: self.get_parameter(p.name).value for p in PARAMS}
+
+    def _on_set_parameters(self, params) -> SetParametersResult:
+        for param in params:
+            reason = validate(param.name, param.value)
+            if reason:
+                return SetParametersResult(successful=False, reason=reason)
+        merged = {**self._values(), **{p.name: p.value for p in params}}
+        reason = validate_all(merged)
+        if reason:
+            return SetParametersResult(successful=False, reason=reason)
+        if self.pipeline is not None:
+            self._apply(merged)
+        return SetParametersResult(successful=True)
+
+    def _apply(self, values: dict[str, Any]) -> None:
+        """Apply run-time tunable values (pairing, registration, gain) to the live objects."""
+        with self._lock:
+            homography = values['registration.homography'] if values['registration.mode'] == 'homography' else None
+            self.pipeline.registration = make_registration(values['registration.mode'], homography)
+            high = values['ir_gain.high'] or None
+            self.pipeline.ir_gain = IrGain(values['ir_gain.mode'], values['ir_gain.low'], high,
+                                           (values['ir_gain.percentile_low'], values['ir_gain.percentile_high']))
+            self.pairer = make_pairer(values['pairing.mode'], values['pairing.queue_size'], values['pairing.slop'])
+            self.output_encoding = values['output_encoding']
+
+    # ---- lifecycle ---------------------------------------------------------------------------
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Load the model card and backend, create publishers."""
+        values = self._values()
+        reason = validate_all(values)
+        if reason:
+            self.get_logger().error(f'configure failed: {reason}')
+            return TransitionCallbackReturn.FAILURE
+        try:
+            self.pipeline = FusionPipeline.from_model(values['model_path'] or None, backend=values['backend'],
+                                                      threads=values['threads'])
+        except (ValueError, FileNotFoundError) as err:
+            self.get_logger().error(f'configure failed: cannot load model {values["model_path"]!r}: {err}')
+            return TransitionCallbackReturn.FAILURE
+        self._apply(values)
+        out_qos = self._qos('output')
+        self._pubs = {'image': self.create_lifecycle_publisher(Image, 'fused/image', out_qos),
+                      'info': self.create_lifecycle_publisher(CameraInfo, 'fused/camera_info', out_qos)}
+        self._diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        self._diag_timer = self.create_timer(values['diagnostics_period'], self._publish_diagnostics)
+        self.get_logger().info(f'configured: {self.pipeline.backend.describe()}')
+        return super().on_configure(state)
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Subscribe and start the inference thread."""
+        in_qos = self._qos('input')
+        self._subs = [self.create_subscription(Image, 'ir/image', lambda m: self._on_image(IR, m), in_qos),
+                      self.create_subscription(Image, 'visible/image', lambda m: self._on_image(VISIBLE, m), in_qos),
+                      self.create_subscription(CameraInfo, 'visible/camera_info', self._on_camera_info, in_qos)]
+        self.mailbox.reopen()
+        self._worker = threading.Thread(target=self._inference_loop, name='fusion_inference', daemon=True)
+        self._worker.start()
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Unsubscribe and stop the inference thread."""
+        for sub in self._subs:
+            self.destroy_subscription(sub)
+        self._subs = []
+        self.mailbox.close()
+        if self._worker:
+            self._worker.join(timeout=5.0)
+        self._worker = None
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Release the model and publishers."""
+        for pub in self._pubs.values():
+            self.destroy_lifecycle_publisher(pub)
+        self._pubs = {}
+        if self._diag_timer:
+            self.destroy_timer(self._diag_timer)
+        if self._diag_pub:
+            self.destroy_publisher(self._diag_pub)
+        self._diag_timer = self._diag_pub = None
+        if self.pipeline:
+            self.pipeline.close()
+        self.pipeline = None
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Stop the thread if still running."""
+        self.mailbox.close()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _qos(self, which: str) -> QoSProfile:
+        reliability = self.get_parameter(f'qos.{which}.reliability').value
+        return QoSProfile(depth=self.get_parameter(f'qos.{which}.depth').value,
+                          reliability=ReliabilityPolicy.BEST_EFFORT if reliability == 'best_effort'
+                          else ReliabilityPolicy.RELIABLE)
+
+    # ---- callbacks: store and pair only -----------------------------------------------------
+    def _on_camera_info(self, msg: CameraInfo) -> None:
+        self._camera_info = msg
+
+    def _on_image(self, stream: int, msg: Image) -> None:
+        stamp = stamp_ns(msg)
+        self.stats.frame_in(stream)
+        last = self._last_stamp[stream]
+        if last is not None and stamp < last:
+            self._reject(f'{("ir", "visible")[stream]} stamp went backwards by {(last - stamp) / 1e6:.1f} ms')
+            return
+        self._last_stamp[stream] = stamp
+        with self._lock:
+            pair = self.pairer.add(stream, stamp, msg)
+        if pair is not None:
+            self.stats.pair_formed()
+            if self.mailbox.put(pair):
+                self.stats.dropped += 1
+
+    def _reject(self, reason: str) -> None:
+        self.stats.rejected += 1
+        self.get_logger().warning(f'frame skipped: {reason}', throttle_duration_sec=2.0)
+
+    # ---- inference thread -------------------------------------------------------------------
+    def _inference_loop(self) -> None:
+        while True:
+            pair = self.mailbox.get(timeout=0.5)
+            if pair is None:
+                if self.mailbox._closed:
+                    return
+                continue
+            self._process(*pair)
+
+    def _process(self, ir_msg: Image, vis_msg: Image) -> None:
+        try:
+            ir = codec.to_mono(codec.image_to_array(ir_msg), ir_msg.encoding)
+            vis = codec.to_bgr(codec.image_to_array(vis_msg), vis_msg.encoding)
+            with self._lock:
+                result = self.pipeline.fuse(ir, vis)
+                encoding = self.output_encoding
+        except ValueError as err:
+            self._reject(str(err))
+            return
+        except BackendError as err:
+            self.stats.inference_failures += 1
+            self.get_logger().error(f'inference failed: {err}', throttle_duration_sec=2.0)
+            return
+        out = codec.from_bgr(result.fused_bgr, encoding)
+        image = codec.array_to_image(out, encoding, header=vis_msg.header)
+        self._pubs['image'].publish(image)
+        if self._camera_info is not None:
+            info = scaled_camera_info(self._camera_info, image.width, image.height)
+            info.header = vis_msg.header
+            self._pubs['info'].publish(info)
+        self.stats.published(stamp_ns(vis_msg), self.get_clock().now().nanoseconds)
+
+    # ---- diagnostics ------------------------------------------------------------------------
+    def _publish_diagnostics(self) -> None:
+        if self.pipeline is None:
+            return
+        warn_after = self.get_parameter('no_pair_warn_after').value
+        level, message = self.stats.health(warn_after, self.pairer.stats.last_skew_ns)
+        status = DiagnosticStatus(level=level, name=f'{self.get_name()}: fusion', message=message,
+                                  hardware_id=self.pipeline.backend.describe())
+        values = self.stats.report(self.pairer.stats)
+        values['backend'] = self.pipeline.backend.describe()
+        values['model'] = f'{self.pipeline.card.method} {self.pipeline.card.sha256[:12]}'
+        status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
+        msg = DiagnosticArray(status=[status])
+        msg.header.stamp = self.get_clock().now().to_msg()
+        self._diag_pub.publish(msg)
+
+
+def main(args: Optional[list[str]] = None) -> None:
+    """Console script `fusion_node`."""
+    rclpy.init(args=args)
+    node = FusionNode()
+    if node.get_parameter('autostart').value:
+        node.trigger_configure()
+        node.trigger_activate()
+    try:
+        rclpy.spin(node)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        node.mailbox.close()
+        node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()

@@ -1,0 +1,99 @@
+"""
+Parameters of fusion_node: one table with defaults, descriptions, ranges and validation.
+
+Defaults live here only (config/fusion.yaml repeats them for users to edit;
+a test checks the two agree), and `validate` is the single place a value is
+judged, used both at configure time and by the set-parameters callback.
+"""
+
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+from fusion_ros.color import IR_GAIN_MODES
+from fusion_ros.registration import REGISTRATION_MODES, make_registration
+
+OUTPUT_ENCODINGS = ('bgr8', 'rgb8', 'mono8')
+RELIABILITIES = ('best_effort', 'reliable')
+PAIRING_MODES = ('approximate', 'latest')
+
+
+@dataclass(frozen=True)
+class Param:
+    """One declared parameter."""
+
+    name: str
+    default: Any
+    description: str
+    read_only: bool = False
+    choices: tuple = ()
+    low: Optional[float] = None
+    high: Optional[float] = None
+    check: Optional[Callable[[Any], Optional[str]]] = None   # returns a reason when invalid
+
+
+def _homography_reason(values: Any) -> Optional[str]:
+    if len(values) == 0:
+        return None
+    try:
+        make_registration('homography', list(values))
+    except ValueError as err:
+        return str(err)
+    return None
+
+
+PARAMS = (
+    Param('autostart', True, 'configure and activate on start-up (plain `ros2 run` use)', read_only=True),
+    Param('model_path', '', 'ONNX model with its JSON card; empty = the shipped SeAFusion', read_only=True),
+    Param('backend', 'onnxruntime', 'inference backend', read_only=True),
+    Param('threads', 0, 'backend CPU threads (0 = runtime default)', read_only=True, low=0, high=256),
+    Param('pairing.mode', 'approximate', 'approximate: stamps within slop; latest: newest IR with each visible frame',
+          choices=PAIRING_MODES),
+    Param('pairing.slop', 0.02, 'largest |IR - visible| stamp difference of a pair, seconds', low=1e-6, high=10.0),
+    Param('pairing.queue_size', 10, 'frames kept per stream while waiting for a partner', low=1, high=1000),
+    Param('registration.mode', 'resize', 'IR into the visible frame: none | resize | homography',
+          choices=REGISTRATION_MODES),
+    Param('registration.homography', [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0],
+          'row-major 3x3 IR->visible pixel homography (9 numbers)', check=_homography_reason),
+    Param('ir_gain.mode', 'fixed', '16-bit IR to 8 bit: fixed | minmax | percentile', choices=IR_GAIN_MODES),
+    Param('ir_gain.low', 0.0, 'fixed mode: raw value mapped to black', low=0.0, high=65535.0),
+    Param('ir_gain.high', 0.0, 'fixed mode: raw value mapped to white (0 = the encoding maximum)',
+          low=0.0, high=65535.0),
+    Param('ir_gain.percentile_low', 1.0, 'percentile mode: lower percentile', low=0.0, high=100.0),
+    Param('ir_gain.percentile_high', 99.0, 'percentile mode: upper percentile', low=0.0, high=100.0),
+    Param('output_encoding', 'bgr8', 'encoding of fused/image', choices=OUTPUT_ENCODINGS),
+    Param('publish_mask', True, 'publish fused/mask and fused/mask_color when the model has a mask output'),
+    Param('qos.input.reliability', 'best_effort', 'input QoS reliability (cameras publish best effort, REP-2003)',
+          read_only=True, choices=RELIABILITIES),
+    Param('qos.input.depth', 5, 'input QoS history depth', read_only=True, low=1, high=1000),
+    Param('qos.output.reliability', 'reliable', 'output QoS reliability', read_only=True, choices=RELIABILITIES),
+    Param('qos.output.depth', 5, 'output QoS history depth', read_only=True, low=1, high=1000),
+    Param('diagnostics_period', 1.0, 'seconds between /diagnostics messages', read_only=True, low=0.05, high=60.0),
+    Param('no_pair_warn_after', 2.0, 'WARN in diagnostics when no pair formed for this many seconds',
+          low=0.1, high=3600.0),
+)
+BY_NAME = {p.name: p for p in PARAMS}
+
+
+def validate(name: str, value: Any) -> Optional[str]:
+    """Return why value is not acceptable for parameter name, or None if it is."""
+    param = BY_NAME.get(name)
+    if param is None:
+        return None
+    if param.choices and value not in param.choices:
+        return f'{name} must be one of {", ".join(param.choices)}; got {value!r}'
+    if param.low is not None and not param.low <= value <= param.high:
+        return f'{name} must be in [{param.low}, {param.high}]; got {value!r}'
+    return param.check(value) if param.check else None
+
+
+def validate_all(values: dict[str, Any]) -> Optional[str]:
+    """Check every value, then the combinations single values cannot judge."""
+    for name, value in values.items():
+        reason = validate(name, value)
+        if reason:
+            return reason
+    if values.get('registration.mode') == 'homography' and len(values.get('registration.homography', [])) != 9:
+        return 'registration.mode homography needs registration.homography with 9 numbers'
+    if values.get('ir_gain.percentile_low', 1.0) >= values.get('ir_gain.percentile_high', 99.0):
+        return 'ir_gain.percentile_low must be below ir_gain.percentile_high'
+    return None
