@@ -25,14 +25,13 @@ import os
 from pathlib import Path
 import re
 import sys
-import tempfile
 from typing import Optional
 
 import cv2
 import numpy as np
 from tqdm import tqdm
 
-from fusion_ros.imageio import list_images, pair_folders, read_image
+from fusion_ros.imageio import list_images, pair_folders, read_image, write_bytes_atomic
 from fusion_ros.metrics import compute_all, METRIC_NAMES
 
 BASELINES = ('max', 'mean')
@@ -141,15 +140,8 @@ def _stats(values: list[float]) -> Stats:
 
 
 def _write_text_atomic(path: Path, text: str) -> None:
-    """Write via a temp file and rename, so an interrupted run never leaves a truncated report."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
-    try:
-        with os.fdopen(fd, 'w', encoding='utf-8', newline='') as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write a report atomically, so an interrupted run never leaves a truncated one."""
+    write_bytes_atomic(path, text.encode('utf-8'))
 
 
 def _csv_text(rows: list[tuple[str, dict[str, float]]]) -> str:

@@ -71,17 +71,23 @@ def read_visible(path: Path) -> np.ndarray:
     return image
 
 
-def write_image_atomic(path: Path, image: np.ndarray) -> None:
-    """Encode to a temp file in the target folder, then rename: readers never see half a file."""
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write to a temp file in the target folder, then rename: readers never see half a file."""
     path = Path(path)
-    ok, encoded = cv2.imencode(path.suffix or '.png', image)
-    if not ok:
-        raise ValueError(f'cannot encode image for {path}')
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
     try:
         with os.fdopen(fd, 'wb') as handle:
-            handle.write(encoded.tobytes())
+            handle.write(data)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_image_atomic(path: Path, image: np.ndarray) -> None:
+    """Encode by the file's suffix and write atomically."""
+    path = Path(path)
+    ok, encoded = cv2.imencode(path.suffix or '.png', image)
+    if not ok:
+        raise ValueError(f'cannot encode image for {path}')
+    write_bytes_atomic(path, encoded.tobytes())

@@ -17,13 +17,11 @@ class Mailbox:
         self._cond = threading.Condition()
         self._item: Optional[Any] = None
         self._closed = False
-        self.dropped = 0
 
     def put(self, item: Any) -> bool:
         """Store item, replacing an unread one; return True if one was dropped."""
         with self._cond:
             replaced = self._item is not None
-            self.dropped += int(replaced)
             self._item = item
             self._cond.notify()
             return replaced
@@ -34,6 +32,11 @@ class Mailbox:
             self._cond.wait_for(lambda: self._item is not None or self._closed, timeout)
             item, self._item = self._item, None
             return item
+
+    @property
+    def closed(self) -> bool:
+        """Whether close() was called and not undone by reopen()."""
+        return self._closed
 
     def close(self) -> None:
         """Wake the reader for shutdown; later gets return None at once."""

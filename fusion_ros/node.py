@@ -31,7 +31,7 @@ def _descriptor(param) -> ParameterDescriptor:
     desc = ParameterDescriptor(description=param.description, read_only=param.read_only)
     if param.choices:
         desc.additional_constraints = 'one of: ' + ', '.join(param.choices)
-    if param.low is not None and isinstance(param.default, bool) is False:
+    if param.low is not None and not isinstance(param.default, bool):
         if isinstance(param.default, int):
             desc.integer_range = [IntegerRange(from_value=int(param.low), to_value=int(param.high), step=0)]
         elif isinstance(param.default, float):
@@ -207,7 +207,7 @@ class FusionNode(LifecycleNode):
         while True:
             pair = self.mailbox.get(timeout=0.5)
             if pair is None:
-                if self.mailbox._closed:
+                if self.mailbox.closed:
                     return
                 continue
             self._process(*pair)
