@@ -13,6 +13,7 @@ from typing import Any, Optional
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
 import rclpy
+from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
@@ -20,6 +21,7 @@ from sensor_msgs.msg import CameraInfo, Image
 from fusion_ros import codec
 from fusion_ros.backends.base import BackendError
 from fusion_ros.mailbox import Mailbox
+from fusion_ros.masks import colorize_mask
 from fusion_ros.node_params import PARAMS, validate, validate_all
 from fusion_ros.pairing import IR, VISIBLE, make_pairer
 from fusion_ros.pipeline import FusionPipeline, IrGain
@@ -126,6 +128,9 @@ class FusionNode(LifecycleNode):
         out_qos = self._qos('output')
         self._pubs = {'image': self.create_lifecycle_publisher(Image, 'fused/image', out_qos),
                       'info': self.create_lifecycle_publisher(CameraInfo, 'fused/camera_info', out_qos)}
+        if self.pipeline.card.mask and values['publish_mask']:
+            self._pubs['mask'] = self.create_lifecycle_publisher(Image, 'fused/mask', out_qos)
+            self._pubs['mask_color'] = self.create_lifecycle_publisher(Image, 'fused/mask_color', out_qos)
         self._diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
         self._diag_timer = self.create_timer(values['diagnostics_period'], self._publish_diagnostics)
         self.get_logger().info(f'configured: {self.pipeline.backend.describe()}')
@@ -134,9 +139,10 @@ class FusionNode(LifecycleNode):
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Subscribe and start the inference thread."""
         in_qos = self._qos('input')
-        self._subs = [self.create_subscription(Image, 'ir/image', lambda m: self._on_image(IR, m), in_qos),
-                      self.create_subscription(Image, 'visible/image', lambda m: self._on_image(VISIBLE, m), in_qos),
-                      self.create_subscription(CameraInfo, 'visible/camera_info', self._on_camera_info, in_qos)]
+        self._subs = [
+            self._subscribe(Image, 'ir/image', lambda m: self._on_image(IR, m), in_qos),
+            self._subscribe(Image, 'visible/image', lambda m: self._on_image(VISIBLE, m), in_qos),
+            self._subscribe(CameraInfo, 'visible/camera_info', self._on_camera_info, in_qos)]
         self.mailbox.reopen()
         self._worker = threading.Thread(target=self._inference_loop, name='fusion_inference', daemon=True)
         self._worker.start()
@@ -172,6 +178,17 @@ class FusionNode(LifecycleNode):
         """Stop the thread if still running."""
         self.mailbox.close()
         return TransitionCallbackReturn.SUCCESS
+
+    def _subscribe(self, msg_type, topic: str, callback, qos: QoSProfile):
+        """Subscribe, and say so loudly when a publisher's QoS can never match ours (silent nothing otherwise)."""
+        def incompatible(info) -> None:
+            self.stats.qos_incompatible += 1
+            self.get_logger().warning(
+                f'{topic}: a publisher offers QoS incompatible with this subscription '
+                f'({info.last_policy_kind.name}); set qos.input.reliability to match the camera driver',
+                throttle_duration_sec=5.0)
+        return self.create_subscription(msg_type, topic, callback, qos,
+                                        event_callbacks=SubscriptionEventCallbacks(incompatible_qos=incompatible))
 
     def _qos(self, which: str) -> QoSProfile:
         reliability = self.get_parameter(f'qos.{which}.reliability').value
@@ -233,6 +250,10 @@ class FusionNode(LifecycleNode):
             info = scaled_camera_info(self._camera_info, image.width, image.height)
             info.header = vis_msg.header
             self._pubs['info'].publish(info)
+        if 'mask' in self._pubs and result.mask is not None:
+            self._pubs['mask'].publish(codec.array_to_image(result.mask, 'mono8', header=vis_msg.header))
+            overlay = colorize_mask(result.fused_bgr, result.mask)
+            self._pubs['mask_color'].publish(codec.array_to_image(overlay, 'bgr8', header=vis_msg.header))
         self.stats.published(stamp_ns(vis_msg), self.get_clock().now().nanoseconds)
 
     # ---- diagnostics ------------------------------------------------------------------------

@@ -23,6 +23,7 @@ class NodeStats:
         self.started = time.monotonic()
         self.last_pair: Optional[float] = None
         self.pairs = self.dropped = self.rejected = self.inference_failures = self.published_count = 0
+        self.qos_incompatible = 0
         self._failures_seen = 0
 
     def frame_in(self, stream: int) -> None:
@@ -75,6 +76,7 @@ class NodeStats:
                 'pairs': str(self.pairs), 'published': str(self.published_count),
                 'dropped (mailbox)': str(self.dropped), 'rejected frames': str(self.rejected),
                 'inference failures': str(self.inference_failures),
+                'incompatible QoS events': str(self.qos_incompatible),
                 'evicted ir/visible': f'{pairing.evictions[0]}/{pairing.evictions[1]}',
             }
         edges = [f'<={e:g}ms' for e in SKEW_BIN_EDGES_MS] + [f'>{SKEW_BIN_EDGES_MS[-1]:g}ms']

@@ -20,3 +20,51 @@ def export_seeded_model(folder: Path, sample_limit: int = 2) -> tuple[Path, Path
     save_checkpoint(ckpt, {'model': net.state_dict(), 'config': config_to_dict(TrainConfig()), 'step': 0,
                            'config_path': 'seeded-test-model'})
     return export(ckpt, folder / 'seafusion.onnx', PAIRS, sample_limit=sample_limit)
+
+
+def write_tiny_model(folder: Path, name: str, fused_node, extra_nodes=(), extra_outputs=(), mask=None) -> Path:
+    """
+    Write a small hand-built uint8 graph (ir, visible_bgr -> fused_bgr [, mask]) and its card.
+
+    These are real ONNX models run by real ONNX Runtime; they give the node tests outputs whose
+    exact content is known (a mask from a threshold) or a genuine runtime failure (a fixed Reshape).
+    """
+    from onnx import TensorProto, helper, save
+
+    from fusion_ros.model_card import ModelCard, save_card, sha256_of
+    from training.export import uint8_specs
+    inputs = [helper.make_tensor_value_info('ir', TensorProto.UINT8, ['H', 'W']),
+              helper.make_tensor_value_info('visible_bgr', TensorProto.UINT8, ['H', 'W', 3])]
+    outputs = [helper.make_tensor_value_info('fused_bgr', TensorProto.UINT8, ['H', 'W', 3]), *extra_outputs]
+    graph = helper.make_graph([*extra_nodes, fused_node], name, inputs, outputs)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid('', 17)], ir_version=9)
+    path = Path(folder) / f'{name}.onnx'
+    save(model, str(path))
+    u_in, u_out = uint8_specs()
+    if mask:
+        from fusion_ros.model_card import TensorSpec
+        u_out = (*u_out, TensorSpec(mask['output'], 'HW', 'uint8', (0.0, 255.0), 'class ids'))
+    card = ModelCard(method=name, version='test', graph='uint8', onnx=path.name, sha256=sha256_of(path), opset=17,
+                     inputs=u_in, outputs=u_out, mask=mask)
+    save_card(card, path.with_suffix('.json'))
+    return path
+
+
+def threshold_mask_model(folder: Path) -> Path:
+    """Fused = visible, mask = 1 where IR > 127: a model with a mask output whose content is known."""
+    from onnx import TensorProto, helper
+    nodes = [helper.make_node('Constant', [], ['t'], value=helper.make_tensor('t', TensorProto.UINT8, [], [127])),
+             helper.make_node('Greater', ['ir', 't'], ['hot']),
+             helper.make_node('Cast', ['hot'], ['mask'], to=TensorProto.UINT8)]
+    return write_tiny_model(folder, 'threshold', helper.make_node('Identity', ['visible_bgr'], ['fused_bgr']),
+                            nodes, [helper.make_tensor_value_info('mask', TensorProto.UINT8, ['H', 'W'])],
+                            mask={'output': 'mask', 'classes': ['background', 'hot']})
+
+
+def fixed_size_model(folder: Path) -> Path:
+    """Fused = visible reshaped to 480x640x3: any other frame size makes ONNX Runtime fail for real."""
+    from onnx import TensorProto, helper
+    shape = helper.make_node('Constant', [], ['shape'],
+                             value=helper.make_tensor('shape', TensorProto.INT64, [3], [480, 640, 3]))
+    return write_tiny_model(folder, 'fixed_size', helper.make_node('Reshape', ['visible_bgr', 'shape'], ['fused_bgr']),
+                            [shape])

@@ -8,6 +8,9 @@ import time
 os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
 os.environ.setdefault('ROS_DOMAIN_ID', str(random.randint(1, 100)))
 
+from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from lifecycle_msgs.msg import Transition  # noqa: E402
+from lifecycle_msgs.srv import ChangeState, GetState  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import rclpy  # noqa: E402
@@ -15,33 +18,69 @@ from rclpy.executors import MultiThreadedExecutor  # noqa: E402
 from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import qos_profile_sensor_data  # noqa: E402
-from sensor_msgs.msg import Image  # noqa: E402
+from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 
 from fusion_ros import codec  # noqa: E402
 from fusion_ros.imageio import read_ir, read_visible  # noqa: E402
 from fusion_ros.node import FusionNode  # noqa: E402
 from fusion_ros.pipeline import FusionPipeline  # noqa: E402
-from tests.model_fixtures import PAIRS  # noqa: E402
+from tests.model_fixtures import fixed_size_model, PAIRS, threshold_mask_model  # noqa: E402
+
+IR = read_ir(PAIRS / 'ir' / '00091D.png')
+VIS = read_visible(PAIRS / 'vi' / '00091D.png')
+
+
+class Harness:
+    """A FusionNode plus a peer node with publishers and recorders, spun by one executor."""
+
+    def __init__(self, model, **params):
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context)
+        overrides = [Parameter('model_path', value=str(model)), Parameter('threads', value=1)]
+        overrides += [Parameter(k.replace('__', '.'), value=v) for k, v in params.items()]
+        self.node = FusionNode(context=self.context, parameter_overrides=overrides)
+        self.peer = rclpy.create_node('fusion_test_peer', context=self.context)
+        self.received: dict[str, list] = {}
+        self.executor = MultiThreadedExecutor(num_threads=3, context=self.context)
+        self.executor.add_node(self.node)
+        self.executor.add_node(self.peer)
+        threading.Thread(target=self.executor.spin, daemon=True).start()
+        self.pub_ir = self.peer.create_publisher(Image, 'ir/image', qos_profile_sensor_data)
+        self.pub_vis = self.peer.create_publisher(Image, 'visible/image', qos_profile_sensor_data)
+        self.pub_info = self.peer.create_publisher(CameraInfo, 'visible/camera_info', qos_profile_sensor_data)
+
+    def record(self, msg_type, topic):
+        self.received[topic] = []
+        self.peer.create_subscription(msg_type, topic, self.received[topic].append, 10)
+        return self.received[topic]
+
+    def start(self):
+        assert self.node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        assert self.node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+        assert wait_for(lambda: self.pub_ir.get_subscription_count() and self.pub_vis.get_subscription_count())
+
+    def send(self, ir, vis, sec, ir_encoding='mono8', vis_encoding='bgr8'):
+        self.pub_ir.publish(image_msg(ir, ir_encoding, sec, 'ir_cam'))
+        self.pub_vis.publish(image_msg(vis, vis_encoding, sec, 'visible_cam'))
+
+    def close(self):
+        self.node.mailbox.close()
+        self.executor.shutdown()
+        self.node.destroy_node()
+        self.peer.destroy_node()
+        rclpy.shutdown(context=self.context)
 
 
 @pytest.fixture
-def ros(exported):
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    node = FusionNode(context=context, parameter_overrides=[Parameter('model_path', value=str(exported[0])),
-                                                            Parameter('threads', value=1)])
-    peer = rclpy.create_node('fusion_test_peer', context=context)
-    executor = MultiThreadedExecutor(num_threads=2, context=context)
-    executor.add_node(node)
-    executor.add_node(peer)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
-    spinner.start()
-    yield node, peer
-    node.mailbox.close()
-    executor.shutdown()
-    node.destroy_node()
-    peer.destroy_node()
-    rclpy.shutdown(context=context)
+def harness_factory():
+    made = []
+
+    def make(model, **params):
+        made.append(Harness(model, **params))
+        return made[-1]
+    yield make
+    for harness in made:
+        harness.close()
 
 
 def image_msg(array, encoding, sec, frame_id):
@@ -59,36 +98,144 @@ def wait_for(predicate, timeout=20.0):
     return False
 
 
-def test_fused_output_equals_the_offline_pipeline(ros, exported):
-    node, peer = ros
-    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
-    assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
-    received = []
-    peer.create_subscription(Image, 'fused/image', received.append, 10)
-    pub_ir = peer.create_publisher(Image, 'ir/image', qos_profile_sensor_data)
-    pub_vis = peer.create_publisher(Image, 'visible/image', qos_profile_sensor_data)
-    ir, vis = read_ir(PAIRS / 'ir' / '00091D.png'), read_visible(PAIRS / 'vi' / '00091D.png')
-    assert wait_for(lambda: pub_ir.get_subscription_count() and pub_vis.get_subscription_count())
-    # a truncated frame first: skipped with a reason, the node keeps running
-    bad = image_msg(vis, 'bgr8', 1, 'cam')
-    bad.data = bad.data[:100]
-    pub_vis.publish(bad)
-    pub_ir.publish(image_msg(ir, 'mono8', 1, 'ir_cam'))
-    assert wait_for(lambda: node.stats.rejected >= 1)
-    pub_ir.publish(image_msg(ir, 'mono8', 2, 'ir_cam'))
-    pub_vis.publish(image_msg(vis, 'bgr8', 2, 'visible_cam'))
-    assert wait_for(lambda: received)
-    out = received[0]
+def test_fused_output_and_camera_info(harness_factory, exported):
+    h = harness_factory(exported[0])
+    fused = h.record(Image, 'fused/image')
+    infos = h.record(CameraInfo, 'fused/camera_info')
+    h.start()
+    info = CameraInfo(width=1280, height=960, k=[1000.0, 0, 640, 0, 1000.0, 480, 0, 0, 1])
+    info.header.frame_id = 'visible_cam'
+    h.pub_info.publish(info)
+    assert wait_for(lambda: h.node._camera_info is not None)
+    h.send(IR, VIS, 2)
+    assert wait_for(lambda: fused and infos)
+    out = fused[0]
     assert (out.header.stamp.sec, out.header.frame_id) == (2, 'visible_cam')
     assert (out.encoding, out.height, out.width) == ('bgr8', 480, 640)
-    expected = FusionPipeline.from_model(exported[0], threads=1).fuse(ir, vis).fused_bgr
+    expected = FusionPipeline.from_model(exported[0], threads=1).fuse(IR, VIS).fused_bgr
     np.testing.assert_array_equal(codec.image_to_array(out), expected)
+    assert (infos[0].width, infos[0].height) == (640, 480)       # scaled to the published size
+    assert infos[0].k[0] == pytest.approx(500.0) and infos[0].k[5] == pytest.approx(240.0)
+    assert infos[0].header.stamp.sec == 2
 
 
-def test_bad_parameters_are_rejected_with_a_reason(ros):
-    node, _ = ros
+def test_every_bad_input_is_skipped_and_the_node_keeps_fusing(harness_factory, exported):
+    h = harness_factory(exported[0], registration__mode='none')
+    fused = h.record(Image, 'fused/image')
+    h.start()
+    truncated = image_msg(VIS, 'bgr8', 1, 'visible_cam')
+    truncated.data = truncated.data[:100]
+    zero = image_msg(VIS, 'bgr8', 2, 'visible_cam')
+    zero.height = 0
+    yuv = image_msg(VIS, 'bgr8', 3, 'visible_cam')
+    yuv.encoding = 'yuv422'
+    cases = [truncated, zero, yuv]
+    for k, bad in enumerate(cases, start=1):
+        h.pub_ir.publish(image_msg(IR, 'mono8', bad.header.stamp.sec, 'ir_cam'))
+        h.pub_vis.publish(bad)
+        assert wait_for(lambda: h.node.stats.rejected >= k), f'case {k} not rejected'
+    h.send(IR[:-8], VIS, 4)                      # sizes differ and registration is none
+    assert wait_for(lambda: h.node.stats.rejected >= 4)
+    h.send(IR, VIS, 5)
+    assert wait_for(lambda: len(fused) == 1)
+    h.pub_ir.publish(image_msg(IR, 'mono8', 3, 'ir_cam'))      # stamp going backwards
+    assert wait_for(lambda: h.node.stats.rejected >= 5)
+    h.send(IR, VIS, 6)
+    assert wait_for(lambda: len(fused) == 2)
+    assert [m.header.stamp.sec for m in fused] == [5, 6]
+
+
+def test_failing_backend_call_does_not_kill_the_node(harness_factory, tmp_path):
+    h = harness_factory(fixed_size_model(tmp_path))
+    fused = h.record(Image, 'fused/image')
+    diagnostics = h.record(DiagnosticArray, '/diagnostics')
+    h.start()
+    h.send(IR[:100, :80].copy(), VIS[:100, :80].copy(), 1)     # the graph only accepts 640x480
+    assert wait_for(lambda: h.node.stats.inference_failures == 1)
+    assert wait_for(lambda: any(s.level == b'\x02' for d in diagnostics for s in d.status))
+    h.send(IR, VIS, 2)
+    assert wait_for(lambda: fused)
+    np.testing.assert_array_equal(codec.image_to_array(fused[0]), VIS)
+
+
+def test_mask_outputs_follow_the_model_card(harness_factory, tmp_path):
+    h = harness_factory(threshold_mask_model(tmp_path))
+    masks = h.record(Image, 'fused/mask')
+    colours = h.record(Image, 'fused/mask_color')
+    h.start()
+    h.send(IR, VIS, 7)
+    assert wait_for(lambda: masks and colours)
+    assert (masks[0].encoding, colours[0].encoding) == ('mono8', 'bgr8')
+    assert masks[0].header.stamp.sec == colours[0].header.stamp.sec == 7
+    assert masks[0].header.frame_id == 'visible_cam'
+    np.testing.assert_array_equal(codec.image_to_array(masks[0]), (IR > 127).astype(np.uint8))
+    overlay = codec.image_to_array(colours[0])
+    background = IR <= 127
+    np.testing.assert_array_equal(overlay[background], VIS[background])
+    assert (overlay[~background] != VIS[~background]).any()
+
+
+def test_no_mask_topics_without_a_mask_output(harness_factory, exported):
+    h = harness_factory(exported[0])
+    h.start()
+    assert 'mask' not in h.node._pubs
+    names = [pub.topic_name for pub in h.node.publishers]    # the node's own handles, not the DDS graph
+    assert '/fused/image' in names and '/fused/mask' not in names and '/fused/mask_color' not in names
+
+
+def test_diagnostics_warn_when_no_pair_forms(harness_factory, exported):
+    h = harness_factory(exported[0], diagnostics_period=0.1, no_pair_warn_after=0.3)
+    diagnostics = h.record(DiagnosticArray, '/diagnostics')
+    h.start()
+    h.pub_ir.publish(image_msg(IR, 'mono8', 10, 'ir_cam'))
+    h.pub_vis.publish(image_msg(VIS, 'bgr8', 20, 'visible_cam'))    # 10 s apart: never pairs
+
+    def warned():
+        return any(s.level == b'\x01' and 'no IR/visible pair' in s.message for d in diagnostics for s in d.status)
+    assert wait_for(warned)
+    status = next(s for d in diagnostics for s in d.status if 'skew' in s.message)
+    assert '-10000.0 ms' in status.message or '10000.0 ms' in status.message
+    keys = {kv.key for kv in status.values}
+    assert {'latency p95 (ms)', 'dropped (mailbox)', 'backend', 'model', 'skew histogram'} <= keys
+
+
+def test_lifecycle_through_the_node_services(harness_factory, exported):
+    h = harness_factory(exported[0])
+    get = h.peer.create_client(GetState, '/fusion_node/get_state')
+    change = h.peer.create_client(ChangeState, '/fusion_node/change_state')
+    assert get.wait_for_service(timeout_sec=10) and change.wait_for_service(timeout_sec=10)
+
+    def state():
+        return get.call(GetState.Request(), timeout_sec=10).current_state.label
+
+    def transition(tid):
+        return change.call(ChangeState.Request(transition=Transition(id=tid)), timeout_sec=30).success
+
+    assert state() == 'unconfigured' and h.node.pipeline is None
+    assert transition(Transition.TRANSITION_CONFIGURE) and state() == 'inactive' and h.node.pipeline
+    assert transition(Transition.TRANSITION_ACTIVATE) and state() == 'active' and len(h.node._subs) == 3
+    assert transition(Transition.TRANSITION_DEACTIVATE) and state() == 'inactive' and not h.node._subs
+    assert transition(Transition.TRANSITION_CLEANUP) and state() == 'unconfigured' and h.node.pipeline is None
+
+
+def test_configure_fails_cleanly_on_a_missing_model(harness_factory, tmp_path):
+    h = harness_factory(tmp_path / 'missing.onnx')
+    assert h.node.trigger_configure() == TransitionCallbackReturn.FAILURE
+    assert h.node.pipeline is None
+
+
+def test_bad_parameters_are_rejected_with_a_reason(harness_factory, exported):
+    h = harness_factory(exported[0])
+    node = h.node
     result = node.set_parameters([Parameter('pairing.mode', value='exact')])[0]
     assert not result.successful and 'pairing.mode must be one of' in result.reason
     result = node.set_parameters([Parameter('registration.homography', value=[0.0] * 9)])[0]
     assert not result.successful and 'singular' in result.reason.lower()
+    result = node.set_parameters([Parameter('pairing.slop', value=-1.0)])[0]
+    assert not result.successful and 'pairing.slop out of range' in result.reason   # the descriptor's range
+    result = node.set_parameters([Parameter('ir_gain.percentile_low', value=99.5)])[0]
+    assert not result.successful and 'percentile_low must be below' in result.reason
     assert node.set_parameters([Parameter('pairing.slop', value=0.05)])[0].successful
+    h.start()
+    assert node.set_parameters([Parameter('output_encoding', value='mono8')])[0].successful
+    assert node.output_encoding == 'mono8' and node.pairer.slop_ns == 50_000_000

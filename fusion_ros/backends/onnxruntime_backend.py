@@ -23,7 +23,10 @@ class OnnxRuntimeBackend(Backend):
         options.inter_op_num_threads = 1
         providers = [p for p in ('CUDAExecutionProvider', 'CPUExecutionProvider')
                      if p in ort.get_available_providers()]
-        self.session = ort.InferenceSession(str(model_path), options, providers=providers)
+        try:
+            self.session = ort.InferenceSession(str(model_path), options, providers=providers)
+        except Exception as err:  # onnxruntime raises its own exception types
+            raise ValueError(f'onnxruntime cannot load {model_path}: {err}') from err
         graph_inputs = {i.name for i in self.session.get_inputs()}
         card_inputs = {t.name for t in card.inputs}
         if graph_inputs != card_inputs:
