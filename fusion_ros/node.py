@@ -8,6 +8,7 @@ loads in configure, topics exist while active, cleanup releases everything.
 """
 
 import threading
+import time
 from typing import Any, Optional
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -230,11 +231,14 @@ class FusionNode(LifecycleNode):
             self._process(*pair)
 
     def _process(self, ir_msg: Image, vis_msg: Image) -> None:
+        started = time.perf_counter()
         try:
             ir = codec.to_mono(codec.image_to_array(ir_msg), ir_msg.encoding)
             vis = codec.to_bgr(codec.image_to_array(vis_msg), vis_msg.encoding)
             with self._lock:
+                inference_started = time.perf_counter()
                 result = self.pipeline.fuse(ir, vis)
+                inference_ms = (time.perf_counter() - inference_started) * 1000
                 encoding = self.output_encoding
         except ValueError as err:
             self._reject(str(err))
@@ -254,7 +258,8 @@ class FusionNode(LifecycleNode):
             self._pubs['mask'].publish(codec.array_to_image(result.mask, 'mono8', header=vis_msg.header))
             overlay = colorize_mask(result.fused_bgr, result.mask)
             self._pubs['mask_color'].publish(codec.array_to_image(overlay, 'bgr8', header=vis_msg.header))
-        self.stats.published(stamp_ns(vis_msg), self.get_clock().now().nanoseconds)
+        total_ms = (time.perf_counter() - started) * 1000
+        self.stats.published(stamp_ns(vis_msg), self.get_clock().now().nanoseconds, total_ms - inference_ms)
 
     # ---- diagnostics ------------------------------------------------------------------------
     def _publish_diagnostics(self) -> None:

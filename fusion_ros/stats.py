@@ -20,16 +20,19 @@ class NodeStats:
         self.frames_in = [deque(maxlen=window), deque(maxlen=window)]
         self.out_times: deque = deque(maxlen=window)
         self.latencies_ms: deque = deque(maxlen=window)
+        self.overhead_ms: deque = deque(maxlen=window)
         self.started = time.monotonic()
         self.last_pair: Optional[float] = None
         self.pairs = self.dropped = self.rejected = self.inference_failures = self.published_count = 0
         self.qos_incompatible = 0
+        self.frames_received = [0, 0]
         self._failures_seen = 0
 
     def frame_in(self, stream: int) -> None:
         """Record an input frame arrival."""
         with self._lock:
             self.frames_in[stream].append(time.monotonic())
+            self.frames_received[stream] += 1
 
     def pair_formed(self) -> None:
         """Record that the pairer fired."""
@@ -37,12 +40,13 @@ class NodeStats:
             self.pairs += 1
             self.last_pair = time.monotonic()
 
-    def published(self, stamp_ns: int, now_ns: int) -> None:
-        """Record a publish and its latency from the visible stamp."""
+    def published(self, stamp_ns: int, now_ns: int, overhead_ms: float) -> None:
+        """Record a publish, its latency from the visible stamp and the time spent outside inference."""
         with self._lock:
             self.published_count += 1
             self.out_times.append(time.monotonic())
             self.latencies_ms.append((now_ns - stamp_ns) / 1e6)
+            self.overhead_ms.append(overhead_ms)
 
     @staticmethod
     def _rate(times: deque) -> float:
@@ -73,6 +77,8 @@ class NodeStats:
                 'output rate (Hz)': f'{self._rate(self.out_times):.1f}',
                 'latency p50 (ms)': f'{np.percentile(lat, 50):.1f}' if lat is not None else 'n/a',
                 'latency p95 (ms)': f'{np.percentile(lat, 95):.1f}' if lat is not None else 'n/a',
+                'node overhead p50 (ms)': f'{np.percentile(self.overhead_ms, 50):.1f}' if self.overhead_ms else 'n/a',
+                'frames received ir/visible': f'{self.frames_received[0]}/{self.frames_received[1]}',
                 'pairs': str(self.pairs), 'published': str(self.published_count),
                 'dropped (mailbox)': str(self.dropped), 'rejected frames': str(self.rejected),
                 'inference failures': str(self.inference_failures),
