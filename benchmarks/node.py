@@ -123,7 +123,7 @@ def main() -> None:
                  'latency_ms_all': percentiles([lat for _, lat in received]),
                  'latency_ms_per_10s_window': windows},
     }
-    node.mailbox.close()
+    node.stop_worker()
     executor.shutdown()
     node.destroy_node()
     peer.destroy_node()

@@ -154,11 +154,15 @@ class FusionNode(LifecycleNode):
         for sub in self._subs:
             self.destroy_subscription(sub)
         self._subs = []
-        self.mailbox.close()
-        if self._worker:
-            self._worker.join(timeout=5.0)
-        self._worker = None
+        self.stop_worker()
         return super().on_deactivate(state)
+
+    def stop_worker(self, timeout_s: float = 10.0) -> None:
+        """Stop the inference thread and wait for the frame in flight, so nothing publishes after teardown."""
+        self.mailbox.close()
+        if self._worker and self._worker is not threading.current_thread():
+            self._worker.join(timeout=timeout_s)
+        self._worker = None
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Release the model and publishers."""
@@ -177,7 +181,7 @@ class FusionNode(LifecycleNode):
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Stop the thread if still running."""
-        self.mailbox.close()
+        self.stop_worker()
         return TransitionCallbackReturn.SUCCESS
 
     def _subscribe(self, msg_type, topic: str, callback, qos: QoSProfile):
@@ -290,7 +294,7 @@ def main(args: Optional[list[str]] = None) -> None:
     except KeyboardInterrupt:
         pass
     finally:
-        node.mailbox.close()
+        node.stop_worker()
         node.destroy_node()
         if rclpy.ok():
             rclpy.shutdown()

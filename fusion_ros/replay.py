@@ -107,7 +107,7 @@ def replay_bag(bag: Path, model: Optional[Path] = None, ir_topic: str = '/ir/ima
             time.sleep(2.0)
         return ReplayResult(fused, latency, len(pairs), node.stats.dropped, node.stats.rejected)
     finally:
-        node.mailbox.close()
+        node.stop_worker()
         executor.shutdown()
         node.destroy_node()
         peer.destroy_node()

@@ -64,7 +64,7 @@ class Harness:
         self.pub_vis.publish(image_msg(vis, vis_encoding, sec, 'visible_cam'))
 
     def close(self):
-        self.node.mailbox.close()
+        self.node.stop_worker()
         self.executor.shutdown()
         self.node.destroy_node()
         self.peer.destroy_node()
@@ -231,6 +231,9 @@ def test_bad_parameters_are_rejected_with_a_reason(harness_factory, exported):
     assert not result.successful and 'pairing.mode must be one of' in result.reason
     result = node.set_parameters([Parameter('registration.homography', value=[0.0] * 9)])[0]
     assert not result.successful and 'singular' in result.reason.lower()
+    nan_h = [1.0, 0.0, float('nan'), 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+    result = node.set_parameters([Parameter('registration.homography', value=nan_h)])[0]
+    assert not result.successful and 'finite' in result.reason
     result = node.set_parameters([Parameter('pairing.slop', value=-1.0)])[0]
     assert not result.successful and 'pairing.slop out of range' in result.reason   # the descriptor's range
     result = node.set_parameters([Parameter('ir_gain.percentile_low', value=99.5)])[0]
@@ -239,3 +242,9 @@ def test_bad_parameters_are_rejected_with_a_reason(harness_factory, exported):
     h.start()
     assert node.set_parameters([Parameter('output_encoding', value='mono8')])[0].successful
     assert node.output_encoding == 'mono8' and node.pairer.slop_ns == 50_000_000
+    assert node.set_parameters([Parameter('pairing.mode', value='latest')])[0].successful
+    fused = h.record(Image, 'fused/image')
+    h.pub_ir.publish(image_msg(IR, 'mono8', 100, 'ir_cam'))
+    h.pub_vis.publish(image_msg(VIS, 'bgr8', 900, 'visible_cam'))   # no common clock: still paired
+    assert wait_for(lambda: fused)
+    assert (fused[0].encoding, fused[0].header.stamp.sec) == ('mono8', 900)

@@ -24,7 +24,10 @@ def test_colcon_build_installs_package_data_and_scripts(tmp_path):
     assert (tmp_path / 'install' / 'fusion_ros' / 'share' / 'ament_index' / 'resource_index' / 'packages'
             / 'fusion_ros').is_file()
     assert (share / 'models' / 'seafusion.onnx').is_file() and (share / 'models' / 'seafusion.json').is_file()
-    assert (tmp_path / 'install' / 'fusion_ros' / 'lib' / 'fusion_ros' / 'fusion-ros').is_file()
+    for script in ('fusion-ros', 'fusion_node'):
+        assert (tmp_path / 'install' / 'fusion_ros' / 'lib' / 'fusion_ros' / script).is_file(), script
+    assert (share / 'launch' / 'fusion.launch.py').is_file() and (share / 'config' / 'fusion.yaml').is_file()
+    assert (share / 'config' / 'fastdds_large_data.xml').is_file()
     site = next((tmp_path / 'install' / 'fusion_ros' / 'lib').glob('python3*/site-packages'))
     probe = subprocess.run([sys.executable, '-c', 'import fusion_ros, sys; print(fusion_ros.__file__)'],
                            env={**os.environ, 'PYTHONPATH': str(site)}, cwd=tmp_path, capture_output=True, text=True)
