@@ -143,6 +143,7 @@ def test_ddp_two_cpu_processes_with_gloo(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     ckpt = load_checkpoint(tmp_path / 'run' / 'last.pt')
     assert ckpt['step'] == 4
+    assert load_checkpoint(tmp_path / 'run' / 'best.pt')['step'] == 4     # the only validation, at the end
     assert len(ckpt['sampler_rng']) == 2 and ckpt['sampler_rng'][0] != ckpt['sampler_rng'][1]
 
 

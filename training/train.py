@@ -133,17 +133,21 @@ def train(config: TrainConfig, resume: bool = False, config_path: Optional[str] 
                                                'lr': optimizer.param_groups[0]['lr'],
                                                'seconds': round(time.time() - started, 1)})
         if step % config.val_every == 0 or step == config.max_steps:
+            improved, result = False, {}
             if rank == 0:
                 result = validate(model, val_pairs[:config.val_eval_count], config)
                 append_csv(out / 'val_log.csv', {'step': step, **result})
-                if result['val_loss'] < best:
-                    best = result['val_loss']
-                    save_checkpoint(out / 'best.pt', {**checkpoint_state(), 'val': result}) if world == 1 else None
+                improved = result['val_loss'] < best
+                best = min(best, result['val_loss'])
                 tqdm.write(f'step {step}: ' + ', '.join(f'{k} {v:.4g}' for k, v in result.items()))
-            if world > 1:
-                best_t = torch.tensor([best], dtype=torch.float64)
-                dist.broadcast(best_t, 0)
-                best = float(best_t)
+            if world > 1:   # every rank must take part in checkpoint_state's gather
+                flags = torch.tensor([best, float(improved)], dtype=torch.float64)
+                dist.broadcast(flags, 0)
+                best, improved = float(flags[0]), bool(flags[1])
+            if improved:
+                state = checkpoint_state()
+                if rank == 0:
+                    save_checkpoint(out / 'best.pt', {**state, 'val': result})
         if step % config.ckpt_every == 0 or step == config.max_steps:
             state = checkpoint_state()
             if rank == 0:
