@@ -12,6 +12,7 @@ import time
 from typing import Any, Optional
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+import numpy as np
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
 import rclpy
 from rclpy.event_handler import SubscriptionEventCallbacks
@@ -110,6 +111,7 @@ class FusionNode(LifecycleNode):
                                            (values['ir_gain.percentile_low'], values['ir_gain.percentile_high']))
             self.pairer = make_pairer(values['pairing.mode'], values['pairing.queue_size'], values['pairing.slop'])
             self.output_encoding = values['output_encoding']
+            self.mask_style = (values['mask.alpha'], np.array(values['mask.palette'], np.uint8).reshape(-1, 3))
 
     # ---- lifecycle ---------------------------------------------------------------------------
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -260,7 +262,8 @@ class FusionNode(LifecycleNode):
             self._pubs['info'].publish(info)
         if 'mask' in self._pubs and result.mask is not None:
             self._pubs['mask'].publish(codec.array_to_image(result.mask, 'mono8', header=vis_msg.header))
-            overlay = colorize_mask(result.fused_bgr, result.mask)
+            alpha, palette = self.mask_style
+            overlay = colorize_mask(result.fused_bgr, result.mask, alpha, palette)
             self._pubs['mask_color'].publish(codec.array_to_image(overlay, 'bgr8', header=vis_msg.header))
         total_ms = (time.perf_counter() - started) * 1000
         self.stats.published(stamp_ns(vis_msg), self.get_clock().now().nanoseconds, total_ms - inference_ms)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 from fusion_ros.color import IR_GAIN_MODES
+from fusion_ros.masks import DEFAULT_PALETTE
 from fusion_ros.registration import REGISTRATION_MODES, make_registration
 
 OUTPUT_ENCODINGS = ('bgr8', 'rgb8', 'mono8')
@@ -29,6 +30,12 @@ class Param:
     low: Optional[float] = None
     high: Optional[float] = None
     check: Optional[Callable[[Any], Optional[str]]] = None   # returns a reason when invalid
+
+
+def _palette_reason(values: Any) -> Optional[str]:
+    if len(values) == 0 or len(values) % 3 or any(not 0 <= v <= 255 for v in values):
+        return f'mask.palette must be B, G, R triples of 0..255 (a multiple of 3 numbers), got {list(values)}'
+    return None
 
 
 def _homography_reason(values: Any) -> Optional[str]:
@@ -62,6 +69,10 @@ PARAMS = (
     Param('ir_gain.percentile_high', 99.0, 'percentile mode: upper percentile', low=0.0, high=100.0),
     Param('output_encoding', 'bgr8', 'encoding of fused/image', choices=OUTPUT_ENCODINGS),
     Param('publish_mask', True, 'publish fused/mask and fused/mask_color when the model has a mask output'),
+    Param('mask.alpha', 0.5, 'opacity of the class colours in fused/mask_color', low=0.0, high=1.0),
+    Param('mask.palette', [int(v) for v in DEFAULT_PALETTE.ravel()],
+          'fused/mask_color colours: B, G, R per class id (id 0 = background, left uncoloured)',
+          check=_palette_reason),
     Param('qos.input.reliability', 'best_effort', 'input QoS reliability (cameras publish best effort, REP-2003)',
           read_only=True, choices=RELIABILITIES),
     Param('qos.input.depth', 5, 'input QoS history depth', read_only=True, low=1, high=1000),

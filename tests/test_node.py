@@ -159,7 +159,7 @@ def test_failing_backend_call_does_not_kill_the_node(harness_factory, tmp_path):
 
 
 def test_mask_outputs_follow_the_model_card(harness_factory, tmp_path):
-    h = harness_factory(threshold_mask_model(tmp_path))
+    h = harness_factory(threshold_mask_model(tmp_path), mask__alpha=1.0, mask__palette=[0, 0, 0, 10, 20, 30])
     masks = h.record(Image, 'fused/mask')
     colours = h.record(Image, 'fused/mask_color')
     h.start()
@@ -172,7 +172,9 @@ def test_mask_outputs_follow_the_model_card(harness_factory, tmp_path):
     overlay = codec.image_to_array(colours[0])
     background = IR <= 127
     np.testing.assert_array_equal(overlay[background], VIS[background])
-    assert (overlay[~background] != VIS[~background]).any()
+    assert (overlay[~background] == [10, 20, 30]).all()       # alpha 1: class 1 in its palette colour
+    result = h.node.set_parameters([Parameter('mask.palette', value=[0, 0, 300])])[0]
+    assert not result.successful and 'B, G, R triples' in result.reason
 
 
 def test_no_mask_topics_without_a_mask_output(harness_factory, exported):
