@@ -76,7 +76,7 @@ def visible_to_bgr(vis: np.ndarray) -> np.ndarray:
 class FusionPipeline:
     """Pre-process, run the backend, post-process; one instance per model."""
 
-    def __init__(self, card: ModelCard, backend: Backend, registration: Registration = None,
+    def __init__(self, card: ModelCard, backend: Backend, registration: Optional[Registration] = None,
                  ir_gain: IrGain = IrGain()):
         self.card = card
         self.backend = backend
@@ -85,7 +85,7 @@ class FusionPipeline:
 
     @classmethod
     def from_model(cls, model_path: Optional[Path] = None, backend: str = 'onnxruntime', threads: int = 0,
-                   registration: Registration = None, ir_gain: IrGain = IrGain()) -> 'FusionPipeline':
+                   registration: Optional[Registration] = None, ir_gain: IrGain = IrGain()) -> 'FusionPipeline':
         """Load the card (sha256 checked) and create the backend."""
         path = Path(model_path) if model_path else installed_model_path()
         card = load_card(path)
