@@ -75,7 +75,8 @@ class FusionNode(LifecycleNode):
         self.pairer = None
         self.mailbox = Mailbox()
         self.stats = NodeStats()
-        self._lock = threading.Lock()
+        self._pair_lock = threading.Lock()   # callbacks may run concurrently; never held during inference
+        self._pairing_settings: Optional[tuple] = None
         self._worker: Optional[threading.Thread] = None
         self._subs: list = []
         self._pubs: dict[str, Any] = {}
@@ -102,16 +103,25 @@ class FusionNode(LifecycleNode):
         return SetParametersResult(successful=True)
 
     def _apply(self, values: dict[str, Any]) -> None:
-        """Apply run-time tunable values (pairing, registration, gain) to the live objects."""
-        with self._lock:
-            homography = values['registration.homography'] if values['registration.mode'] == 'homography' else None
-            self.pipeline.registration = make_registration(values['registration.mode'], homography)
-            high = values['ir_gain.high'] or None
-            self.pipeline.ir_gain = IrGain(values['ir_gain.mode'], values['ir_gain.low'], high,
-                                           (values['ir_gain.percentile_low'], values['ir_gain.percentile_high']))
-            self.pairer = make_pairer(values['pairing.mode'], values['pairing.queue_size'], values['pairing.slop'])
-            self.output_encoding = values['output_encoding']
-            self.mask_style = (values['mask.alpha'], np.array(values['mask.palette'], np.uint8).reshape(-1, 3))
+        """
+        Apply run-time tunable values (pairing, registration, gain) to the live objects.
+
+        Each setting is replaced by one attribute assignment, so the inference thread sees either
+        the old or the new value and needs no lock; the pairer is rebuilt (dropping its queued
+        frames) only when a pairing setting changed.
+        """
+        homography = values['registration.homography'] if values['registration.mode'] == 'homography' else None
+        self.pipeline.registration = make_registration(values['registration.mode'], homography)
+        high = values['ir_gain.high'] or None
+        self.pipeline.ir_gain = IrGain(values['ir_gain.mode'], values['ir_gain.low'], high,
+                                       (values['ir_gain.percentile_low'], values['ir_gain.percentile_high']))
+        pairing = (values['pairing.mode'], values['pairing.queue_size'], values['pairing.slop'])
+        if pairing != self._pairing_settings:
+            with self._pair_lock:
+                self.pairer = make_pairer(*pairing)
+            self._pairing_settings = pairing
+        self.output_encoding = values['output_encoding']
+        self.mask_style = (values['mask.alpha'], np.array(values['mask.palette'], np.uint8).reshape(-1, 3))
 
     # ---- lifecycle ---------------------------------------------------------------------------
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -179,6 +189,7 @@ class FusionNode(LifecycleNode):
         if self.pipeline:
             self.pipeline.close()
         self.pipeline = None
+        self._pairing_settings = None   # the next configure starts with empty pairing queues
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -215,7 +226,7 @@ class FusionNode(LifecycleNode):
             self._reject(f'{("ir", "visible")[stream]} stamp went backwards by {(last - stamp) / 1e6:.1f} ms')
             return
         self._last_stamp[stream] = stamp
-        with self._lock:
+        with self._pair_lock:
             pair = self.pairer.add(stream, stamp, msg)
         if pair is not None:
             self.stats.pair_formed()
@@ -241,11 +252,10 @@ class FusionNode(LifecycleNode):
         try:
             ir = codec.to_mono(codec.image_to_array(ir_msg), ir_msg.encoding)
             vis = codec.to_bgr(codec.image_to_array(vis_msg), vis_msg.encoding)
-            with self._lock:
-                inference_started = time.perf_counter()
-                result = self.pipeline.fuse(ir, vis)
-                inference_ms = (time.perf_counter() - inference_started) * 1000
-                encoding = self.output_encoding
+            encoding, (alpha, palette) = self.output_encoding, self.mask_style
+            inference_started = time.perf_counter()
+            result = self.pipeline.fuse(ir, vis)
+            inference_ms = (time.perf_counter() - inference_started) * 1000
         except ValueError as err:
             self._reject(str(err))
             return
@@ -262,7 +272,6 @@ class FusionNode(LifecycleNode):
             self._pubs['info'].publish(info)
         if 'mask' in self._pubs and result.mask is not None:
             self._pubs['mask'].publish(codec.array_to_image(result.mask, 'mono8', header=vis_msg.header))
-            alpha, palette = self.mask_style
             overlay = colorize_mask(result.fused_bgr, result.mask, alpha, palette)
             self._pubs['mask_color'].publish(codec.array_to_image(overlay, 'bgr8', header=vis_msg.header))
         total_ms = (time.perf_counter() - started) * 1000
