@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
             return 0
         from fusion_ros.replay import replay_bag, write_report
         result = replay_bag(args.bag, args.model, args.ir_topic, args.vis_topic, realtime=args.realtime)
-        report = write_report(result, args.bag, args.out, args.ir_topic, args.vis_topic)
+        report = write_report(result, args.bag, args.out)
     except (ValueError, FileNotFoundError, FileExistsError, TimeoutError, RuntimeError) as err:
         print(f'fusion-ros bag {args.verb}: error: {err}', file=sys.stderr)
         return 2

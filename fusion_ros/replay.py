@@ -14,16 +14,17 @@ from pathlib import Path
 import random
 import threading
 import time
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 
 
 @dataclass
 class ReplayResult:
-    """Fused frames (by visible stamp), their latency, and the node's counters."""
+    """Fused frames (by visible stamp), the source pairs, their latency, and the node's counters."""
 
     fused: dict[int, np.ndarray]
+    sources: dict[int, tuple[Any, Any]]     # visible stamp -> (ir message, visible message)
     latency_ms: dict[int, float]
     pairs_sent: int
     dropped: int
@@ -105,7 +106,8 @@ def replay_bag(bag: Path, model: Optional[Path] = None, ir_topic: str = '/ir/ima
                 raise TimeoutError(f'no fused frame for stamp {stamp} within {timeout_s} s')
         if realtime:
             time.sleep(2.0)
-        return ReplayResult(fused, latency, len(pairs), node.stats.dropped, node.stats.rejected)
+        return ReplayResult(fused, {s: (ir, vis) for s, ir, vis in pairs}, latency, len(pairs),
+                            node.stats.dropped, node.stats.rejected)
     finally:
         node.stop_worker()
         executor.shutdown()
@@ -114,14 +116,13 @@ def replay_bag(bag: Path, model: Optional[Path] = None, ir_topic: str = '/ir/ima
         rclpy.shutdown(context=context)
 
 
-def write_report(result: ReplayResult, bag: Path, out: Path, ir_topic: str, vis_topic: str) -> dict:
+def write_report(result: ReplayResult, bag: Path, out: Path) -> dict:
     """Score each fused frame against its sources and write report.json with quality and latency."""
     from fusion_ros import codec, metrics
     out.mkdir(parents=True, exist_ok=True)
-    pairs = {s: (ir, vis) for s, ir, vis in _group_pairs(bag, ir_topic, vis_topic)}
     rows = {}
     for stamp, image in sorted(result.fused.items()):
-        ir_msg, vis_msg = pairs[stamp]
+        ir_msg, vis_msg = result.sources[stamp]
         ir = codec.to_mono(codec.image_to_array(ir_msg), ir_msg.encoding)
         vis = codec.to_bgr(codec.image_to_array(vis_msg), vis_msg.encoding)
         if ir.shape != vis.shape[:2] or ir.dtype != np.uint8:
