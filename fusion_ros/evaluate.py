@@ -7,7 +7,9 @@ CDDFuse evaluator conventions (see fusion_ros.metrics) so that the numbers can
 be set beside published tables. Several methods can be compared at once
 (--extra NAME=DIR), optionally together with the trivial pixel-wise max and
 mean fusions of the sources (--baselines), which every learned method should
-beat. Missing partners and unreadable files are reported and skipped.
+beat. Missing partners and unreadable files are reported and skipped. With
+--segmenter and --masks it also runs the task-driven evaluation: mIoU of one
+segmenter on the visible, infrared and every fused image (fusion_ros.task_eval).
 
 Writes per_image.csv (main method), per_image_<method>.csv (the others),
 summary.json, summary.md and one cdf_<metric>.png per metric.
@@ -32,7 +34,10 @@ import numpy as np
 from tqdm import tqdm
 
 from fusion_ros.imageio import list_images, pair_folders, read_image, write_bytes_atomic
+from fusion_ros.mask_io import MASK_FORMATS
 from fusion_ros.metrics import compute_all, METRIC_NAMES
+from fusion_ros.task_eval import SegmenterRunner, segmentation_markdown, segmentation_scores, \
+    write_segmentation_report
 
 BASELINES = ('max', 'mean')
 NOTE = ('Metrics follow the CDDFuse evaluator conventions: 8-bit BGR->GRAY inputs, A = infrared, B = visible; '
@@ -295,6 +300,12 @@ def add_parser(subparsers) -> None:
     parser.add_argument('--extra', type=_extra, action='append', default=[], metavar='NAME=DIR',
                         help='another method to compare, labelled NAME (repeatable)')
     parser.add_argument('--quiet', action='store_true', help='no progress bar')
+    task = parser.add_argument_group('task-driven evaluation (mIoU of one segmenter on each input)')
+    task.add_argument('--segmenter', type=Path, help="segmenter graph with a card of kind 'segment', "
+                      'e.g. models/seafusion_seg_segmenter.onnx')
+    task.add_argument('--masks', type=Path, help='folder of ground-truth masks named like the visible images')
+    task.add_argument('--mask-format', default='yolo_boxes', choices=MASK_FORMATS,
+                      help='yolo_boxes: MSRS detection boxes; msrs_labels: MSRS 9-class PNGs; ecssd: 0/255 PNGs')
     parser.set_defaults(func=run)
 
 
@@ -311,11 +322,20 @@ def run(args: argparse.Namespace) -> int:
         if args.workers is not None and args.workers < 1:
             raise ValueError(f'--workers must be at least 1, got {args.workers}')
         methods = {main: args.fused, **extras}
+        if bool(args.segmenter) != bool(args.masks):
+            raise ValueError('--segmenter and --masks go together')
+        segmenter = SegmenterRunner(args.segmenter) if args.segmenter else None
         summary = evaluate_folders(methods, args.ir, args.vis, args.out, baselines=args.baselines,
                                    workers=args.workers, progress=not args.quiet)
+        if segmenter:
+            scores = segmentation_scores(segmenter, {'visible': args.vis, 'infrared': args.ir, **methods},
+                                         args.masks, args.mask_format, progress=not args.quiet)
+            write_segmentation_report(scores, args.out, args.segmenter, args.masks)
     except (ValueError, FileNotFoundError) as err:
         print(f'fusion-ros evaluate: error: {err}', file=sys.stderr)
         return 2
     print(_markdown(summary), end='')
+    if segmenter:
+        print(segmentation_markdown(scores), end='')
     print(f'reports written to {args.out}')
     return 0

@@ -16,3 +16,8 @@ def colorize_mask(fused_bgr: np.ndarray, mask: np.ndarray, alpha: float = 0.5,
     blended = (1 - alpha) * fused_bgr.astype(np.float32) + alpha * colours
     out = np.where((mask > 0)[..., None], np.rint(blended), fused_bgr)
     return out.astype(np.uint8)
+
+
+def overlay_ids(mask: np.ndarray, kind: str) -> np.ndarray:
+    """Class ids to colour: saliency (0..255) is split at 128 into background / salient, class maps pass."""
+    return (mask >= 128).astype(np.uint8) if kind == 'saliency' else mask

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 CARD_FORMAT = 'fusion_ros.model_card/1'
-GRAPH_KINDS = ('uint8', 'float')
+GRAPH_KINDS = ('uint8', 'float', 'segment')   # 'segment': a standalone segmenter (task-driven evaluation)
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from sensor_msgs.msg import CameraInfo, Image
 from fusion_ros import codec
 from fusion_ros.backends.base import BackendError
 from fusion_ros.mailbox import Mailbox
-from fusion_ros.masks import colorize_mask
+from fusion_ros.masks import colorize_mask, overlay_ids
 from fusion_ros.node_params import PARAMS, validate, validate_all
 from fusion_ros.pairing import IR, VISIBLE, make_pairer
 from fusion_ros.pipeline import FusionPipeline, IrGain
@@ -272,7 +272,8 @@ class FusionNode(LifecycleNode):
             self._pubs['info'].publish(info)
         if 'mask' in self._pubs and result.mask is not None:
             self._pubs['mask'].publish(codec.array_to_image(result.mask, 'mono8', header=vis_msg.header))
-            overlay = colorize_mask(result.fused_bgr, result.mask, alpha, palette)
+            ids = overlay_ids(result.mask, self.pipeline.card.mask.get('kind', 'classes'))
+            overlay = colorize_mask(result.fused_bgr, ids, alpha, palette)
             self._pubs['mask_color'].publish(codec.array_to_image(overlay, 'bgr8', header=vis_msg.header))
         total_ms = (time.perf_counter() - started) * 1000
         self.stats.published(stamp_ns(vis_msg), self.get_clock().now().nanoseconds, total_ms - inference_ms)

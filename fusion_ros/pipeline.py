@@ -89,6 +89,8 @@ class FusionPipeline:
         """Load the card (sha256 checked) and create the backend."""
         path = Path(model_path) if model_path else installed_model_path()
         card = load_card(path)
+        if card.graph not in ('uint8', 'float'):
+            raise ValueError(f'{path} is a {card.graph!r} graph, not a fusion model (its card says so)')
         return cls(card, create_backend(backend, path, card, threads), registration, ir_gain)
 
     def prepare(self, ir: np.ndarray, vis: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -107,8 +109,16 @@ class FusionPipeline:
             fused = outputs['fused_bgr']
         else:
             fused, outputs = self._fuse_float(ir8, vis_bgr)
-        mask_name = (self.card.mask or {}).get('output')
-        return FusionResult(fused, outputs.get(mask_name) if mask_name else None, outputs)
+        return FusionResult(fused, self._mask(outputs), outputs)
+
+    def _mask(self, outputs: dict[str, np.ndarray]) -> Optional[np.ndarray]:
+        """(H, W) uint8 mask from the output the card names: float saliency [0, 1] becomes 0..255."""
+        name = (self.card.mask or {}).get('output')
+        if not name or name not in outputs:
+            return None
+        mask = outputs[name]
+        mask = mask.reshape(mask.shape[-2:])
+        return to_uint8(mask) if mask.dtype != np.uint8 else mask
 
     def _fuse_float(self, ir8: np.ndarray, vis_bgr: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Colour maths in numpy around a float (Y, IR) -> Y graph."""

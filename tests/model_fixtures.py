@@ -6,20 +6,26 @@ import torch
 
 from training.checkpoint import save_checkpoint
 from training.config import TrainConfig, config_to_dict
+from fusion_ros.mask_io import BOX_CLASSES
 from training.export import export
-from training.models.seafusion import SeAFusion
+from training.models.registry import build_model
+from training.models.segmenter import Segmenter
 
 PAIRS = Path(__file__).parent / 'data' / 'pairs'
 
 
-def export_seeded_model(folder: Path, sample_limit: int = 2) -> tuple[Path, Path]:
-    """Return (uint8 graph, float graph) paths of a seeded SeAFusion exported into folder."""
+def export_seeded_model(folder: Path, sample_limit: int = 2, method: str = 'seafusion',
+                        segmenter: bool = False) -> tuple[Path, Path]:
+    """Return (uint8 graph, float graph) paths of a seeded network (plus segmenter) exported into folder."""
     torch.manual_seed(0)
-    net = SeAFusion()
-    ckpt = folder / 'seeded.pt'
-    save_checkpoint(ckpt, {'model': net.state_dict(), 'config': config_to_dict(TrainConfig()), 'step': 0,
-                           'config_path': 'seeded-test-model'})
-    return export(ckpt, folder / 'seafusion.onnx', PAIRS, sample_limit=sample_limit)
+    state = {'model': build_model(method).state_dict(), 'config': config_to_dict(TrainConfig(method=method)),
+             'step': 0, 'config_path': 'seeded-test-model'}
+    if segmenter:
+        state.update(segmenter=Segmenter(len(BOX_CLASSES)).eval().state_dict(), classes=list(BOX_CLASSES))
+    ckpt = folder / f'seeded_{method}.pt'
+    save_checkpoint(ckpt, state)
+    name = method + ('_seg' if segmenter else '')
+    return export(ckpt, folder / f'{name}.onnx', PAIRS, sample_limit=sample_limit)
 
 
 def write_tiny_model(folder: Path, name: str, fused_node, extra_nodes=(), extra_outputs=(), mask=None) -> Path:

@@ -10,7 +10,7 @@ import torch
 
 from fusion_ros.color import bgr_to_ycrcb, to_unit
 from fusion_ros.model_card import load_card
-from training.export import FLOAT_TOL, Uint8Graph, export, load_samples
+from training.export import FLOAT_TOL, FusionCore, Uint8Graph, export, load_samples
 from training.models.seafusion import SeAFusion
 from tests.model_fixtures import PAIRS
 
@@ -56,7 +56,7 @@ def test_parity_on_a_size_the_export_never_saw(exported):
     irf = to_unit(ir)[None, None]
     with torch.no_grad():
         ref_y = net(torch.from_numpy(y), torch.from_numpy(irf)).numpy()
-        ref_bgr = Uint8Graph(net)(torch.from_numpy(ir), torch.from_numpy(vis)).numpy()
+        ref_bgr = Uint8Graph(FusionCore(net))(torch.from_numpy(ir), torch.from_numpy(vis))[0].numpy()
     got_y = ort.InferenceSession(str(float_path)).run(None, {'visible_y': y, 'ir': irf})[0]
     got_bgr = ort.InferenceSession(str(uint8_path)).run(None, {'ir': ir, 'visible_bgr': vis})[0]
     assert got_y.shape == (1, 1, 123, 157) and got_bgr.shape == (123, 157, 3) and got_bgr.dtype == np.uint8

@@ -177,6 +177,26 @@ def test_mask_outputs_follow_the_model_card(harness_factory, tmp_path):
     assert not result.successful and 'B, G, R triples' in result.reason
 
 
+@pytest.mark.parametrize('model, kind', [('exported_sgfusion', 'saliency'), ('exported_seg', 'classes')])
+def test_both_mask_models_publish_what_the_offline_pipeline_computes(harness_factory, request, model, kind):
+    """SGFusion's saliency and SeAFusion's class map reach fused/mask bit for bit; the overlay follows the kind."""
+    path = request.getfixturevalue(model)[0]
+    expected = FusionPipeline.from_model(path, threads=1).fuse(IR, VIS)
+    h = harness_factory(path, mask__alpha=1.0, mask__palette=[0, 0, 0, 10, 20, 30, 40, 50, 60, 70, 80, 90])
+    masks, colours = h.record(Image, 'fused/mask'), h.record(Image, 'fused/mask_color')
+    h.start()
+    h.send(IR, VIS, 3)
+    assert wait_for(lambda: masks and colours, timeout=30)
+    assert h.node.pipeline.card.mask['kind'] == kind
+    mask = codec.image_to_array(masks[0])
+    np.testing.assert_array_equal(mask, expected.mask)
+    ids = (mask >= 128).astype(np.uint8) if kind == 'saliency' else mask
+    palette = np.array([[0, 0, 0], [10, 20, 30], [40, 50, 60], [70, 80, 90]], np.uint8)
+    overlay = codec.image_to_array(colours[0])
+    np.testing.assert_array_equal(overlay[ids == 0], expected.fused_bgr[ids == 0])
+    np.testing.assert_array_equal(overlay[ids > 0], palette[ids[ids > 0] % len(palette)])
+
+
 def test_no_mask_topics_without_a_mask_output(harness_factory, exported):
     h = harness_factory(exported[0])
     h.start()

@@ -60,11 +60,11 @@ def test_loss_falls_on_tiny_crops():
 
     def mean_loss() -> float:
         with torch.no_grad():
-            return sum(float(content_loss(model(v, i), v, i)[0]) for v, i in batches) / len(batches)
+            return sum(float(content_loss(model(v, i), v, i)[0]) for v, i, _ in batches) / len(batches)
 
     before = mean_loss()
     for step in range(40):
-        vis, ir = batches[step % len(batches)]
+        vis, ir, _ = batches[step % len(batches)]
         loss, _ = content_loss(model(vis, ir), vis, ir)
         optimizer.zero_grad()
         loss.backward()

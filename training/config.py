@@ -19,6 +19,8 @@ class DataSource:
     name: str
     ir: str
     vis: str
+    masks: str = ''                 # folder of ground-truth masks (same stems); '' when the source has none
+    mask_format: str = 'yolo_boxes'  # see fusion_ros.mask_io.MASK_FORMATS
 
 
 @dataclass
@@ -37,10 +39,19 @@ class TrainConfig:
     lr: float = 1e-3
     min_lr: float = 1e-5
     texture_weight: float = 10.0
+    saliency_weight: float = 1.0    # SGFusion: weight of the BCE term beside reconstruction
     log_every: int = 25
     val_every: int = 500
     ckpt_every: int = 250
     threads: int = 0                # 0: leave torch's default
+    # SeAFusion joint adaptive training (training.semantic); ignored by training.train
+    init_from: str = ''             # content-only checkpoint used as stage 0's fusion net ('' trains it)
+    stages: int = 4                 # semantic weight of stage i is i * semantic_weight
+    semantic_weight: float = 1.0
+    fusion_steps: int = 500         # fusion-net steps per stage
+    seg_steps: int = 300            # segmenter steps per stage
+    seg_batch_size: int = 8
+    seg_lr: float = 0.01            # SGD; heads run at 10x
     out_dir: str = 'runs/seafusion'
 
 

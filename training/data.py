@@ -1,13 +1,16 @@
 """Paired IR + visible training data: name matching, hold-out split, random crops and flips."""
 
 from dataclasses import dataclass
+from pathlib import Path
 import random
+from typing import Optional
 
 import cv2
 import numpy as np
 
 from fusion_ros.color import bgr_to_ycrcb, ir_to_unit, to_unit
 from fusion_ros.imageio import pair_folders, read_ir, read_visible
+from fusion_ros.mask_io import IGNORE, mask_path, read_mask
 from training.config import DataSource
 
 
@@ -20,6 +23,7 @@ class Pair:
     ir: np.ndarray       # (H, W)
     vis_y: np.ndarray    # (H, W)
     vis_bgr: np.ndarray  # (H, W, 3) uint8, for colour output and metrics
+    mask: Optional[np.ndarray] = None  # (H, W) uint8 class ids, when the source has masks
 
 
 def visible_luma(vis: np.ndarray) -> np.ndarray:
@@ -28,14 +32,15 @@ def visible_luma(vis: np.ndarray) -> np.ndarray:
     return unit if unit.ndim == 2 else bgr_to_ycrcb(unit)[0].astype(np.float32)
 
 
-def load_pair(name: str, source: str, ir_path, vis_path) -> Pair:
-    """Load one pair; an IR image of another size is resized into the visible frame."""
+def load_pair(name: str, source: str, ir_path, vis_path, masks: Optional[tuple[Path, str]] = None) -> Pair:
+    """Load one pair (and its mask from (folder, format)); IR of another size is resized into the visible frame."""
     vis = read_visible(vis_path)
     ir = read_ir(ir_path)
     if ir.shape[:2] != vis.shape[:2]:
         ir = cv2.resize(ir, (vis.shape[1], vis.shape[0]), interpolation=cv2.INTER_LINEAR)
     vis_bgr = vis if vis.ndim == 3 else cv2.cvtColor(vis, cv2.COLOR_GRAY2BGR)
-    return Pair(name, source, ir_to_unit(ir), visible_luma(vis), vis_bgr)
+    mask = read_mask(mask_path(masks[0], name, masks[1]), masks[1], vis.shape[:2]) if masks else None
+    return Pair(name, source, ir_to_unit(ir), visible_luma(vis), vis_bgr, mask)
 
 
 def load_sources(sources: list[DataSource]) -> list[Pair]:
@@ -45,7 +50,8 @@ def load_sources(sources: list[DataSource]) -> list[Pair]:
         matched = pair_folders(src.ir, src.vis).pairs
         if not matched:
             raise FileNotFoundError(f'source {src.name!r}: no pairs with matching names in {src.ir} and {src.vis}')
-        pairs += [load_pair(ir.stem, src.name, ir, vis) for ir, vis in matched]
+        masks = (Path(src.masks), src.mask_format) if src.masks else None
+        pairs += [load_pair(ir.stem, src.name, ir, vis, masks) for ir, vis in matched]
     return pairs
 
 
@@ -77,20 +83,21 @@ class CropSampler:
         self.crop = crop
         self.rng = np.random.default_rng(seed)
 
-    def batch(self, size: int) -> tuple[np.ndarray, np.ndarray]:
-        """Return (vis_y, ir) arrays of shape (size, 1, crop, crop)."""
+    def batch(self, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Return (vis_y, ir) float arrays (size, 1, crop, crop) and masks (size, crop, crop), IGNORE where none."""
         vis = np.empty((size, 1, self.crop, self.crop), np.float32)
         ir = np.empty_like(vis)
+        masks = np.full((size, self.crop, self.crop), IGNORE, np.uint8)
         for k, idx in enumerate(self.rng.choice(len(self.pairs), size=size, p=self.weights)):
             pair = self.pairs[idx]
             h, w = pair.ir.shape
             y = int(self.rng.integers(0, h - self.crop + 1))
             x = int(self.rng.integers(0, w - self.crop + 1))
-            v = pair.vis_y[y:y + self.crop, x:x + self.crop]
-            i = pair.ir[y:y + self.crop, x:x + self.crop]
+            window = (slice(y, y + self.crop), slice(x, x + self.crop))
+            planes = [pair.vis_y[window], pair.ir[window], masks[k] if pair.mask is None else pair.mask[window]]
             if self.rng.random() < 0.5:
-                v, i = v[:, ::-1], i[:, ::-1]
+                planes = [p[:, ::-1] for p in planes]
             if self.rng.random() < 0.5:
-                v, i = v[::-1], i[::-1]
-            vis[k, 0], ir[k, 0] = v, i
-        return vis, ir
+                planes = [p[::-1] for p in planes]
+            vis[k, 0], ir[k, 0], masks[k] = planes
+        return vis, ir, masks

@@ -10,9 +10,15 @@ Writes two graphs (methods.md / design.md):
   (H, W, 3); normalisation and YCrCb maths run inside the graph.
 * ``<out stem>_float.onnx``: ``visible_y``, ``ir`` (N, 1, H, W) float [0, 1] -> ``fused_y``.
 
+Models with a mask add a second output to both: SGFusion's ``saliency`` (float
+[0, 1]; 0..255 in the uint8 graph) or, for a joint SeAFusion run, ``classes``
+(uint8 ids of its segmenter applied to the fused luminance); the card's ``mask``
+field names it, so the node knows to publish it.
+
 Both have dynamic H and W. Each is checked with onnx.checker, then run with
 ONNX Runtime on real sample pairs and compared to PyTorch: the float graph to
-1e-5, the uint8 graph to one grey level. A failed check raises and leaves no card.
+1e-5, the uint8 graph to one grey level, class maps to 0.1 % of pixels (argmax
+ties). A failed check raises and leaves no card.
 """
 
 import argparse
@@ -37,65 +43,146 @@ from fusion_ros.imageio import pair_folders, read_ir, read_visible
 from fusion_ros.model_card import ModelCard, TensorSpec, card_path_for, save_card, sha256_of
 from fusion_ros.pipeline import visible_to_bgr
 from fusion_ros.registration import make_registration, register_ir
+from fusion_ros.mask_io import BOX_CLASSES, SALIENCY_CLASSES
 from training.checkpoint import load_checkpoint
 from training.models.registry import build_model
+from training.models.segmenter import Segmenter
+from training.models.sgfusion import SGFusion
 
 FLOAT_TOL = 1e-5
 UINT8_TOL = 1
+CLASS_TOL = 1e-3   # fraction of pixels whose class may flip where two logits tie within float error
+
+
+class FusionCore(nn.Module):
+    """
+    A fusion network plus whatever gives its mask: (visible_y, ir) -> (fused_y[, mask]).
+
+    The mask is SGFusion's saliency (float in [0, 1]) or the class ids (int64) of a
+    segmenter applied to the fused luminance (SeAFusion trained with its semantic loss).
+    """
+
+    def __init__(self, net: nn.Module, segmenter: Optional[nn.Module] = None):
+        super().__init__()
+        self.net = net
+        self.segmenter = segmenter
+
+    def forward(self, visible_y: torch.Tensor, ir: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        out = self.net(visible_y, ir)
+        if isinstance(out, tuple):
+            return out
+        if self.segmenter is not None:
+            return out, self.segmenter(out)[0].argmax(1, keepdim=True)
+        return (out,)
+
+
+def mask_kind(core: FusionCore) -> Optional[str]:
+    """Return 'saliency', 'classes' or None: what the core's second output holds."""
+    if core.segmenter is not None:
+        return 'classes'
+    return 'saliency' if isinstance(core.net, SGFusion) else None
+
+
+def _mask_to_uint8(mask: torch.Tensor) -> torch.Tensor:
+    """Saliency becomes 0..255, class ids stay ids; the Cast is the graph's last op (TensorRT's uint8 rule)."""
+    if mask.is_floating_point():
+        mask = torch.round(mask.clamp(0.0, 1.0) * 255.0)
+    return mask.to(torch.uint8)
 
 
 class FloatGraph(nn.Module):
-    """(visible_y, ir) -> fused_y, all (N, 1, H, W) float in [0, 1]."""
+    """(visible_y, ir) -> fused_y [, saliency float | classes uint8], all (N, 1, H, W)."""
 
-    def __init__(self, net: nn.Module):
+    def __init__(self, core: FusionCore):
         super().__init__()
-        self.net = net
+        self.core = core
 
-    def forward(self, visible_y: torch.Tensor, ir: torch.Tensor) -> torch.Tensor:
-        return self.net(visible_y, ir)
+    def forward(self, visible_y: torch.Tensor, ir: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        out = self.core(visible_y, ir)
+        if len(out) == 2 and not out[1].is_floating_point():
+            return out[0], out[1].to(torch.uint8)
+        return out
 
 
 class Uint8Graph(nn.Module):
     """
-    (ir (H, W) uint8, visible_bgr (H, W, 3) uint8) -> fused_bgr (H, W, 3) uint8.
+    (ir (H, W) uint8, visible_bgr (H, W, 3) uint8) -> fused_bgr (H, W, 3) uint8 [, mask (H, W) uint8].
 
     Same maths as fusion_ros.color, so the numpy pipeline is its reference.
     """
 
-    def __init__(self, net: nn.Module):
+    def __init__(self, core: FusionCore):
         super().__init__()
-        self.net = net
+        self.core = core
 
-    def forward(self, ir: torch.Tensor, visible_bgr: torch.Tensor) -> torch.Tensor:
+    def forward(self, ir: torch.Tensor, visible_bgr: torch.Tensor) -> tuple[torch.Tensor, ...]:
         bgr = visible_bgr.to(torch.float32) / 255.0
         b, g, r = bgr[..., 0], bgr[..., 1], bgr[..., 2]
         y = Y_WEIGHTS_RGB[0] * r + Y_WEIGHTS_RGB[1] * g + Y_WEIGHTS_RGB[2] * b
         dr, db = CR_SCALE * (r - y), CB_SCALE * (b - y)  # Cr - 0.5 and Cb - 0.5
-        fy = self.net(y[None, None], (ir.to(torch.float32) / 255.0)[None, None])[0, 0]
-        out = torch.stack([fy + B_FROM_CB * db, fy - G_FROM_CR * dr - G_FROM_CB * db, fy + R_FROM_CR * dr], dim=-1)
-        return torch.round(out.clamp(0.0, 1.0) * 255.0).to(torch.uint8)
+        out = self.core(y[None, None], (ir.to(torch.float32) / 255.0)[None, None])
+        fy = out[0][0, 0]
+        fused = torch.stack([fy + B_FROM_CB * db, fy - G_FROM_CR * dr - G_FROM_CB * db, fy + R_FROM_CR * dr], dim=-1)
+        fused = torch.round(fused.clamp(0.0, 1.0) * 255.0).to(torch.uint8)
+        return (fused, _mask_to_uint8(out[1][0, 0])) if len(out) == 2 else (fused,)
 
 
-def float_specs() -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
+class SegmenterGraph(nn.Module):
+    """luma (H, W) uint8 -> classes (H, W) uint8: the segmenter alone, for task-driven evaluation."""
+
+    def __init__(self, segmenter: nn.Module):
+        super().__init__()
+        self.segmenter = segmenter
+
+    def forward(self, luma: torch.Tensor) -> torch.Tensor:
+        logits = self.segmenter((luma.to(torch.float32) / 255.0)[None, None])[0]
+        return logits.argmax(1)[0].to(torch.uint8)
+
+
+MASK_SPECS = {
+    'saliency': ('saliency', 'saliency of the fused scene (SGFusion saliency decoder)', SALIENCY_CLASSES),
+    'classes': ('classes', 'class id per pixel of the segmenter on the fused luminance', BOX_CLASSES),
+}
+
+
+def float_specs(kind: Optional[str] = None) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
     """Tensor specs of the float graph."""
     unit = (0.0, 1.0)
+    outputs = [TensorSpec('fused_y', 'NCHW', 'float32', unit, 'fused luminance; take chroma from the visible image')]
+    if kind:
+        name, text, classes = MASK_SPECS[kind]
+        outputs.append(TensorSpec(name, 'NCHW', 'float32', unit, text) if kind == 'saliency' else
+                       TensorSpec(name, 'NCHW', 'uint8', (0.0, float(len(classes) - 1)), text))
     return ((TensorSpec('visible_y', 'NCHW', 'float32', unit, 'visible luminance (YCrCb Y)'),
              TensorSpec('ir', 'NCHW', 'float32', unit, 'infrared intensity, registered to the visible frame')),
-            (TensorSpec('fused_y', 'NCHW', 'float32', unit, 'fused luminance; take chroma from the visible image'),))
+            tuple(outputs))
 
 
-def uint8_specs() -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
+def uint8_specs(kind: Optional[str] = None) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
     """Tensor specs of the end-to-end uint8 graph."""
     byte = (0.0, 255.0)
+    outputs = [TensorSpec('fused_bgr', 'HWC', 'uint8', byte, 'fused image, BGR, visible chroma')]
+    if kind:
+        name, text, classes = MASK_SPECS[kind]
+        top = 255.0 if kind == 'saliency' else float(len(classes) - 1)
+        outputs.append(TensorSpec(name, 'HW', 'uint8', (0.0, top), text))
     return ((TensorSpec('ir', 'HW', 'uint8', byte, 'infrared, registered to the visible frame'),
              TensorSpec('visible_bgr', 'HWC', 'uint8', byte, 'visible image, BGR (gray: replicate to 3 planes)')),
-            (TensorSpec('fused_bgr', 'HWC', 'uint8', byte, 'fused image, BGR, visible chroma'),))
+            tuple(outputs))
+
+
+def card_mask(kind: Optional[str]) -> Optional[dict]:
+    """The card's mask field: which output holds the mask, what it is, and its class names."""
+    if not kind:
+        return None
+    name, _, classes = MASK_SPECS[kind]
+    return {'output': name, 'kind': kind, 'classes': list(classes)}
 
 
 def export_graph(module: nn.Module, example: tuple[torch.Tensor, ...], path: Path, inputs, outputs,
                  dynamic_axes: dict, opset: int) -> None:
     """
-    torch.onnx.export plus onnx.checker.
+    torch.onnx.export plus onnx.checker; pass the module in eval mode (export restores its mode recursively).
 
     The TorchScript exporter is used on purpose: the dynamo exporter needs onnxscript (another
     dependency) and gives no better graph for these conv-only networks; its deprecation
@@ -122,26 +209,46 @@ def load_samples(folder: Path, limit: int) -> list[tuple[str, np.ndarray, np.nda
     return samples
 
 
-def check_parity(net: nn.Module, float_path: Path, uint8_path: Path, samples) -> dict:
-    """Compare ONNX Runtime with PyTorch on every sample; raise if a tolerance is exceeded."""
+def _mask_mismatch(got: np.ndarray, ref: np.ndarray, kind: str) -> float:
+    """Saliency: max |diff| (grey levels or units); class ids: fraction of pixels that differ (argmax ties)."""
+    if kind == 'classes':
+        return float(np.mean(got != ref))
+    return float(np.abs(got.astype(np.float64) - ref.astype(np.float64)).max())
+
+
+def check_parity(core: FusionCore, float_path: Path, uint8_path: Path, samples) -> dict:
+    """Compare ONNX Runtime with PyTorch on every sample, masks included; raise if a tolerance is exceeded."""
     float_sess = ort.InferenceSession(str(float_path), providers=['CPUExecutionProvider'])
     uint8_sess = ort.InferenceSession(str(uint8_path), providers=['CPUExecutionProvider'])
-    worst_float, worst_uint8 = 0.0, 0
+    core.eval()   # torch.onnx.export restores the wrapper's mode recursively; BatchNorm must use running stats
+    kind = mask_kind(core)
+    worst = {'float': 0.0, 'uint8': 0.0, 'mask_float': 0.0, 'mask_uint8': 0.0}
+    tol = {'float': FLOAT_TOL, 'uint8': UINT8_TOL,
+           'mask_float': CLASS_TOL if kind == 'classes' else FLOAT_TOL,
+           'mask_uint8': CLASS_TOL if kind == 'classes' else UINT8_TOL}
     for name, ir, vis in samples:
         y = bgr_to_ycrcb(to_unit(vis))[0].astype(np.float32)[None, None]
         irf = to_unit(ir)[None, None]
         with torch.no_grad():
-            ref_y = net(torch.from_numpy(y), torch.from_numpy(irf)).numpy()
-            ref_bgr = Uint8Graph(net)(torch.from_numpy(ir), torch.from_numpy(vis)).numpy()
-        got_y = float_sess.run(None, {'visible_y': y, 'ir': irf})[0]
-        got_bgr = uint8_sess.run(None, {'ir': ir, 'visible_bgr': vis})[0]
-        worst_float = max(worst_float, float(np.abs(got_y - ref_y).max()))
-        worst_uint8 = max(worst_uint8, int(np.abs(got_bgr.astype(int) - ref_bgr.astype(int)).max()))
-        if worst_float > FLOAT_TOL or worst_uint8 > UINT8_TOL:
-            raise RuntimeError(f'ONNX Runtime differs from PyTorch on sample {name}: float max |diff| '
-                               f'{worst_float:.2e} (tol {FLOAT_TOL}), uint8 max |diff| {worst_uint8} (tol {UINT8_TOL})')
-    return {'samples': [s[0] for s in samples], 'float_max_abs_diff': worst_float,
-            'uint8_max_abs_diff': worst_uint8, 'float_tolerance': FLOAT_TOL, 'uint8_tolerance': UINT8_TOL}
+            ref_f = [t.numpy() for t in FloatGraph(core)(torch.from_numpy(y), torch.from_numpy(irf))]
+            ref_u = [t.numpy() for t in Uint8Graph(core)(torch.from_numpy(ir), torch.from_numpy(vis))]
+        got_f = float_sess.run(None, {'visible_y': y, 'ir': irf})
+        got_u = uint8_sess.run(None, {'ir': ir, 'visible_bgr': vis})
+        worst['float'] = max(worst['float'], float(np.abs(got_f[0] - ref_f[0]).max()))
+        worst['uint8'] = max(worst['uint8'], float(np.abs(got_u[0].astype(int) - ref_u[0].astype(int)).max()))
+        if kind:
+            worst['mask_float'] = max(worst['mask_float'], _mask_mismatch(got_f[1], ref_f[1], kind))
+            worst['mask_uint8'] = max(worst['mask_uint8'], _mask_mismatch(got_u[1], ref_u[1], kind))
+        failed = [f'{k} {worst[k]:.3g} > {tol[k]}' for k in worst if worst[k] > tol[k]]
+        if failed:
+            raise RuntimeError(f'ONNX Runtime differs from PyTorch on sample {name}: {"; ".join(failed)}')
+    result = {'samples': [s[0] for s in samples], 'float_max_abs_diff': worst['float'],
+              'uint8_max_abs_diff': int(worst['uint8']), 'float_tolerance': FLOAT_TOL, 'uint8_tolerance': UINT8_TOL}
+    if kind:
+        result.update({'mask_kind': kind, 'mask_float_diff': worst['mask_float'],
+                       'mask_uint8_diff': worst['mask_uint8'], 'mask_tolerance': tol['mask_uint8'],
+                       'mask_diff_unit': 'fraction of pixels' if kind == 'classes' else 'max abs'})
+    return result
 
 
 def holdout_names(run_dir: Path) -> list[str]:
@@ -150,41 +257,50 @@ def holdout_names(run_dir: Path) -> list[str]:
     return path.read_text().split() if path.is_file() else []
 
 
+def load_core(checkpoint: Path) -> tuple[FusionCore, dict]:
+    """Rebuild the fusion net (and the segmenter a joint run saved) from a checkpoint, frozen, eval mode."""
+    ckpt = load_checkpoint(checkpoint)
+    net = build_model(ckpt['config']['method'])
+    net.load_state_dict(ckpt['model'])
+    segmenter = None
+    if 'segmenter' in ckpt:
+        segmenter = Segmenter(len(ckpt['classes']))
+        segmenter.load_state_dict(ckpt['segmenter'])
+    core = FusionCore(net, segmenter).eval().float()
+    for p in core.parameters():
+        p.requires_grad_(False)
+    return core, ckpt
+
+
 def export(checkpoint: Path, out: Path, samples_dir: Path, opset: int = 17, metrics: Optional[Path] = None,
            sample_limit: int = 8, notes: Optional[str] = None) -> tuple[Path, Path]:
     """Export both graphs of a checkpoint, validate them, and write their cards; returns the two paths."""
     if opset < 17:
         raise ValueError(f'opset must be >= 17, got {opset}')
-    ckpt = load_checkpoint(checkpoint)
-    method = ckpt['config']['method']
-    net = build_model(method)
-    net.load_state_dict(ckpt['model'])
-    net.eval().float()
-    for p in net.parameters():
-        p.requires_grad_(False)
+    core, ckpt = load_core(checkpoint)
+    method, kind = ckpt['config']['method'], mask_kind(core)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     float_path = out.with_name(out.stem + '_float.onnx')
     ex_vis, ex_ir = torch.rand(1, 1, 64, 80), torch.rand(1, 1, 64, 80)
-    f_in, f_out = float_specs()
+    f_in, f_out = float_specs(kind)
     nchw = {0: 'N', 2: 'H', 3: 'W'}
-    export_graph(FloatGraph(net), (ex_vis, ex_ir), float_path, f_in, f_out,
-                 {'visible_y': nchw, 'ir': nchw, 'fused_y': nchw}, opset)
-    u_in, u_out = uint8_specs()
+    export_graph(FloatGraph(core).eval(), (ex_vis, ex_ir), float_path, f_in, f_out,
+                 {t.name: nchw for t in f_in + f_out}, opset)
+    u_in, u_out = uint8_specs(kind)
     ex_ir8 = torch.randint(0, 256, (64, 80), dtype=torch.uint8)
     ex_bgr = torch.randint(0, 256, (64, 80, 3), dtype=torch.uint8)
     hw = {0: 'H', 1: 'W'}
-    export_graph(Uint8Graph(net), (ex_ir8, ex_bgr), out, u_in, u_out,
-                 {'ir': hw, 'visible_bgr': hw, 'fused_bgr': hw}, opset)
-    parity = check_parity(net, float_path, out, load_samples(samples_dir, sample_limit))
+    export_graph(Uint8Graph(core).eval(), (ex_ir8, ex_bgr), out, u_in, u_out, {t.name: hw for t in u_in + u_out}, opset)
+    parity = check_parity(core, float_path, out, load_samples(samples_dir, sample_limit))
     provenance = {
-        'training': {'command': ckpt.get('command') or f'python -m training.train --config {ckpt.get("config_path")}',
+        'training': {'command': ckpt.get('command') or training_command(ckpt),
                      'config': ckpt['config'], 'steps': ckpt['step'], 'checkpoint_sha256': sha256_of(checkpoint),
                      'best_val_loss': ckpt.get('best_val_loss')},
         'data': {'sources': ckpt['config']['sources'], 'attribution': 'DATA.md',
                  'holdout': {'source': ckpt['config']['val_source'], 'count': ckpt['config']['val_count'],
                              'names': holdout_names(Path(checkpoint).parent)}},
-        'parameters': sum(p.numel() for p in net.parameters()),
+        'parameters': sum(p.numel() for p in core.parameters()),
         'export': {'command': 'python -m training.export ' + ' '.join(sys.argv[1:]),
                    'date': datetime.now(timezone.utc).isoformat(timespec='seconds'),
                    'torch': torch.__version__, 'onnx': onnx.__version__, 'onnxruntime': ort.__version__},
@@ -196,9 +312,38 @@ def export(checkpoint: Path, out: Path, samples_dir: Path, opset: int = 17, metr
         provenance['notes'] = notes
     for path, graph, (inputs, outputs) in ((out, 'uint8', (u_in, u_out)), (float_path, 'float', (f_in, f_out))):
         card = ModelCard(method=method, version=__version__, graph=graph, onnx=path.name, sha256=sha256_of(path),
-                         opset=opset, inputs=inputs, outputs=outputs, provenance=provenance)
+                         opset=opset, inputs=inputs, outputs=outputs, mask=card_mask(kind), provenance=provenance)
         save_card(card, card_path_for(path))
+    if core.segmenter is not None:
+        export_segmenter(core, out.with_name(out.stem + '_segmenter.onnx'), provenance, opset)
     return out, float_path
+
+
+def export_segmenter(core: FusionCore, out: Path, provenance: dict, opset: int) -> Path:
+    """Write the joint run's segmenter as its own uint8 graph + card, checked against PyTorch on random luma."""
+    graph = SegmenterGraph(core.segmenter).eval()
+    inputs = (TensorSpec('luma', 'HW', 'uint8', (0.0, 255.0), 'luminance (gray) of any image: visible, IR, fused'),)
+    outputs = (TensorSpec('classes', 'HW', 'uint8', (0.0, float(len(BOX_CLASSES) - 1)), 'class id per pixel'),)
+    export_graph(graph, (torch.randint(0, 256, (64, 80), dtype=torch.uint8),), out, inputs, outputs,
+                 {'luma': {0: 'H', 1: 'W'}, 'classes': {0: 'H', 1: 'W'}}, opset)
+    luma = torch.randint(0, 256, (97, 131), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        ref = graph(luma).numpy()
+    got = ort.InferenceSession(str(out), providers=['CPUExecutionProvider']).run(None, {'luma': luma.numpy()})[0]
+    mismatch = float(np.mean(got != ref))
+    if mismatch > CLASS_TOL:
+        raise RuntimeError(f'segmenter graph differs from PyTorch on {mismatch:.2%} of pixels (tol {CLASS_TOL:.1%})')
+    card = ModelCard(method='segmenter', version=__version__, graph='segment', onnx=out.name, sha256=sha256_of(out),
+                     opset=opset, inputs=inputs, outputs=outputs, mask=card_mask('classes'),
+                     provenance={**provenance, 'parity': {'class_mismatch': mismatch, 'tolerance': CLASS_TOL}})
+    save_card(card, card_path_for(out))
+    return out
+
+
+def training_command(ckpt: dict) -> str:
+    """The command that produced a checkpoint: joint runs come from training.semantic."""
+    module = 'training.semantic' if 'segmenter' in ckpt else 'training.train'
+    return f'python -m {module} --config {ckpt.get("config_path")}'
 
 
 def main(argv: Optional[list[str]] = None) -> None:
@@ -212,8 +357,12 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument('--metrics', type=Path, help='summary.json of an evaluation to copy into the card')
     parser.add_argument('--notes', help='free text for the card (e.g. how the run deviated from its config)')
     args = parser.parse_args(argv)
-    for path in export(args.checkpoint, args.out, args.samples, args.opset, args.metrics, notes=args.notes):
-        print(f'wrote {path} ({path.stat().st_size / 1024:.0f} KiB) and {card_path_for(path).name}')
+    uint8_path, float_path = export(args.checkpoint, args.out, args.samples, args.opset, args.metrics,
+                                    notes=args.notes)
+    segmenter = uint8_path.with_name(uint8_path.stem + '_segmenter.onnx')
+    for path in (uint8_path, float_path, segmenter):
+        if path.is_file():
+            print(f'wrote {path} ({path.stat().st_size / 1024:.0f} KiB) and {card_path_for(path).name}')
 
 
 if __name__ == '__main__':

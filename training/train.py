@@ -27,27 +27,29 @@ from fusion_ros import metrics
 from fusion_ros.color import bgr_to_ycrcb, to_uint8, to_unit, ycrcb_to_bgr
 from training.checkpoint import load_checkpoint, save_checkpoint
 from training.config import TrainConfig, config_to_dict, load_config
-from training.data import CropSampler, Pair, load_sources, split_holdout
-from training.losses import content_loss
+from training.data import CropSampler, IGNORE, Pair, load_sources, split_holdout
 from training.models.registry import build_model
+from training.objectives import Objective, fused_luma, objective_for
 
 
-def lr_at(step: int, config: TrainConfig) -> float:
-    """Cosine decay from lr to min_lr over max_steps."""
-    progress = min(step / max(config.max_steps, 1), 1.0)
-    return config.min_lr + 0.5 * (config.lr - config.min_lr) * (1 + math.cos(math.pi * progress))
+def cosine_lr(step: int, total: int, lr: float, min_lr: float) -> float:
+    """Cosine decay from lr to min_lr over total steps."""
+    progress = min(step / max(total, 1), 1.0)
+    return min_lr + 0.5 * (lr - min_lr) * (1 + math.cos(math.pi * progress))
 
 
-def validate(model: nn.Module, pairs: list[Pair], config: TrainConfig) -> dict[str, float]:
-    """Content loss and metrics of full-size fused held-out pairs, one forward pass each."""
+def validate(model: nn.Module, objective: Objective, pairs: list[Pair], config: TrainConfig) -> dict[str, float]:
+    """Training loss and fusion metrics of full-size held-out pairs."""
     model.eval()
+    step_module = objective.train_module(model)
     rows = []
     with torch.no_grad():
         for p in pairs:
             vis = torch.from_numpy(p.vis_y)[None, None]
             ir = torch.from_numpy(p.ir)[None, None]
-            y = model(vis, ir)
-            loss = content_loss(y, vis, ir, config.texture_weight)[0].item()
+            mask = torch.from_numpy(p.mask if p.mask is not None else np.full(p.ir.shape, IGNORE, np.uint8))[None]
+            loss = objective.loss(step_module(vis, ir), vis, ir, mask, config)[0].item()
+            y = fused_luma(model, vis, ir)
             _, cr, cb = bgr_to_ycrcb(to_unit(p.vis_bgr))
             fused = metrics.as_gray(to_uint8(ycrcb_to_bgr(y[0, 0].numpy(), cr, cb)))
             scores = metrics.compute_all(fused, metrics.as_gray(to_uint8(p.ir)), metrics.as_gray(p.vis_bgr))
@@ -84,6 +86,7 @@ def train(config: TrainConfig, resume: bool = False, config_path: Optional[str] 
     last = out / 'last.pt'
     torch.manual_seed(config.seed)
     model = build_model(config.method).to(device)
+    objective = objective_for(config.method)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     pairs = load_sources(config.sources)
     train_pairs, val_pairs = split_holdout(pairs, config.val_source, config.val_count, config.seed)
@@ -99,7 +102,8 @@ def train(config: TrainConfig, resume: bool = False, config_path: Optional[str] 
         sampler.rng.bit_generator.state = ckpt['sampler_rng'][rank] if rank < len(ckpt['sampler_rng']) \
             else sampler.rng.bit_generator.state
         torch.set_rng_state(ckpt['torch_rng'])
-    net = nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    step_module = objective.train_module(model)
+    net = nn.parallel.DistributedDataParallel(step_module) if world > 1 else step_module
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         (out / 'val_names.txt').write_text(''.join(f'{p.name}\n' for p in val_pairs))
@@ -119,9 +123,9 @@ def train(config: TrainConfig, resume: bool = False, config_path: Optional[str] 
     started = time.time()
     while step < config.max_steps:
         for group in optimizer.param_groups:
-            group['lr'] = lr_at(step, config)
-        vis, ir = (torch.from_numpy(a).to(device) for a in sampler.batch(config.batch_size))
-        loss, parts = content_loss(net(vis, ir), vis, ir, config.texture_weight)
+            group['lr'] = cosine_lr(step, config.max_steps, config.lr, config.min_lr)
+        vis, ir, masks = (torch.from_numpy(a).to(device) for a in sampler.batch(config.batch_size))
+        loss, parts = objective.loss(net(vis, ir), vis, ir, masks, config)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -135,7 +139,7 @@ def train(config: TrainConfig, resume: bool = False, config_path: Optional[str] 
         if step % config.val_every == 0 or step == config.max_steps:
             improved, result = False, {}
             if rank == 0:
-                result = validate(model, val_pairs[:config.val_eval_count], config)
+                result = validate(model, objective, val_pairs[:config.val_eval_count], config)
                 append_csv(out / 'val_log.csv', {'step': step, **result})
                 improved = result['val_loss'] < best
                 best = min(best, result['val_loss'])

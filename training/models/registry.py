@@ -3,8 +3,9 @@
 from torch import nn
 
 from training.models.seafusion import SeAFusion
+from training.models.sgfusion import SGFusion
 
-MODELS = {'seafusion': SeAFusion}
+MODELS = {'seafusion': SeAFusion, 'sgfusion': SGFusion}
 
 
 def build_model(method: str) -> nn.Module:

@@ -1,0 +1,91 @@
+"""
+What each method is trained to minimise, behind one interface so train.py has a single loop.
+
+An Objective says which module the optimiser steps through (SeAFusion trains on
+pairs, SGFusion on single images) and how its outputs become a loss. The
+module returned by ``train_module`` is what DistributedDataParallel wraps, so
+gradients are synchronised whatever path the method trains through.
+"""
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+from training.config import TrainConfig
+from training.data import IGNORE
+from training.losses import content_loss
+from training.models.sgfusion import MULTIPLE
+
+Loss = tuple[torch.Tensor, dict[str, float]]
+
+
+class SingleImageTrainer(nn.Module):
+    """
+    SGFusion's training path: every visible and IR crop is its own image.
+
+    The two planes of a pair share its mask (they are registered). Sides are
+    cropped down to a multiple of 8 so full-size validation images pass too.
+    """
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, vis: torch.Tensor, ir: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        h, w = vis.shape[-2] // MULTIPLE * MULTIPLE, vis.shape[-1] // MULTIPLE * MULTIPLE
+        images = torch.cat([vis, ir])[..., :h, :w]
+        reconstruction, saliency = self.model.autoencode(images)
+        return images, reconstruction, saliency
+
+
+def seafusion_loss(outputs: torch.Tensor, vis: torch.Tensor, ir: torch.Tensor, masks: torch.Tensor,
+                   config: TrainConfig) -> Loss:
+    """Compute the content loss of methods.md; masks are not used."""
+    return content_loss(outputs, vis, ir, config.texture_weight)
+
+
+def sgfusion_loss(outputs: tuple[torch.Tensor, ...], vis: torch.Tensor, ir: torch.Tensor, masks: torch.Tensor,
+                  config: TrainConfig) -> Loss:
+    """Compute MAE reconstruction on every image plus BCE(saliency, mask > 0) on pixels that have a mask."""
+    images, reconstruction, saliency = outputs
+    h, w = images.shape[-2:]
+    masks = torch.cat([masks, masks])[:, None, :h, :w]
+    l_rec = (reconstruction - images).abs().mean()
+    known = masks != IGNORE
+    if known.any():
+        target = (masks > 0).to(saliency.dtype)
+        l_bce = F.binary_cross_entropy(saliency[known], target[known])
+    else:
+        l_bce = saliency.sum() * 0.0   # keeps the graph (and DDP's gradient buckets) identical
+    return l_rec + config.saliency_weight * l_bce, {'l_rec': float(l_rec.detach()), 'l_bce': float(l_bce.detach())}
+
+
+@dataclass(frozen=True)
+class Objective:
+    """The module to step through and the loss of its outputs."""
+
+    train_module: Callable[[nn.Module], nn.Module]
+    loss: Callable[..., Loss]
+
+
+OBJECTIVES = {
+    'seafusion': Objective(lambda model: model, seafusion_loss),
+    'sgfusion': Objective(SingleImageTrainer, sgfusion_loss),
+}
+
+
+def objective_for(method: str) -> Objective:
+    """Look up a method's objective, naming the known ones on a typo."""
+    try:
+        return OBJECTIVES[method]
+    except KeyError:
+        raise ValueError(f'no objective for method {method!r}; known: {", ".join(sorted(OBJECTIVES))}') from None
+
+
+def fused_luma(model: nn.Module, vis: torch.Tensor, ir: torch.Tensor) -> torch.Tensor:
+    """Fused Y of any fusion network (SGFusion also returns its saliency map)."""
+    out = model(vis, ir)
+    return out[0] if isinstance(out, tuple) else out
