@@ -24,7 +24,7 @@ from fusion_ros import codec
 from fusion_ros.backends.base import BackendError
 from fusion_ros.mailbox import Mailbox
 from fusion_ros.masks import colorize_mask, overlay_ids
-from fusion_ros.node_params import PARAMS, validate, validate_all
+from fusion_ros.node_params import backend_options, PARAMS, validate, validate_all
 from fusion_ros.pairing import IR, VISIBLE, make_pairer
 from fusion_ros.pipeline import FusionPipeline, IrGain
 from fusion_ros.registration import make_registration
@@ -132,10 +132,12 @@ class FusionNode(LifecycleNode):
             self.get_logger().error(f'configure failed: {reason}')
             return TransitionCallbackReturn.FAILURE
         try:
+            # a TensorRT backend builds (or loads) its engine here, never in a frame callback
             self.pipeline = FusionPipeline.from_model(values['model_path'] or None, backend=values['backend'],
-                                                      threads=values['threads'])
-        except (ValueError, FileNotFoundError) as err:
-            self.get_logger().error(f'configure failed: cannot load model {values["model_path"]!r}: {err}')
+                                                      options=backend_options(values))
+        except (ValueError, FileNotFoundError, ImportError, RuntimeError) as err:
+            self.get_logger().error(f'configure failed: cannot load model {values["model_path"]!r} with backend '
+                                    f'{values["backend"]!r}: {err}')
             return TransitionCallbackReturn.FAILURE
         self._apply(values)
         out_qos = self._qos('output')

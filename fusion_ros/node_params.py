@@ -7,13 +7,19 @@ judged, used both at configure time and by the set-parameters callback.
 """
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Optional
+
+from fusion_ros.backends import BackendOptions
 
 from fusion_ros.color import IR_GAIN_MODES
 from fusion_ros.masks import DEFAULT_PALETTE
 from fusion_ros.registration import REGISTRATION_MODES, make_registration
+from fusion_ros.tensorrt.engine_cache import Profile
 
 OUTPUT_ENCODINGS = ('bgr8', 'rgb8', 'mono8')
+BACKENDS = ('onnxruntime', 'tensorrt', 'torch')
+PRECISIONS = ('fp16', 'fp32')
 RELIABILITIES = ('best_effort', 'reliable')
 PAIRING_MODES = ('approximate', 'latest')
 
@@ -38,6 +44,12 @@ def _palette_reason(values: Any) -> Optional[str]:
     return None
 
 
+def _hw_reason(values: Any) -> Optional[str]:
+    if len(values) != 2 or any(v < 1 for v in values):
+        return f'engine profile sizes are [height, width] of positive integers, got {list(values)}'
+    return None
+
+
 def _homography_reason(values: Any) -> Optional[str]:
     if len(values) == 0:
         return None
@@ -51,8 +63,23 @@ def _homography_reason(values: Any) -> Optional[str]:
 PARAMS = (
     Param('autostart', True, 'configure and activate on start-up (plain `ros2 run` use)', read_only=True),
     Param('model_path', '', 'ONNX model with its JSON card; empty = the shipped SeAFusion', read_only=True),
-    Param('backend', 'onnxruntime', 'inference backend', read_only=True),
+    Param('backend', 'onnxruntime', 'inference backend: onnxruntime (any machine) | tensorrt (NVIDIA GPU, engine '
+          'built or loaded in configure) | torch (CUDA fp16 + CUDA graphs, or CPU)', read_only=True, choices=BACKENDS),
     Param('threads', 0, 'backend CPU threads (0 = runtime default)', read_only=True, low=0, high=256),
+    Param('precision', 'fp16', 'tensorrt and torch on CUDA: fp16 | fp32', read_only=True, choices=PRECISIONS),
+    Param('engine.path', '', 'TensorRT plan file; empty = <model>_<precision>.engine beside the model',
+          read_only=True),
+    Param('engine.profile_min', [240, 320], 'smallest H, W the engine accepts', read_only=True, check=_hw_reason),
+    Param('engine.profile_opt', [480, 640], 'H, W the engine is tuned for (your camera)', read_only=True,
+          check=_hw_reason),
+    Param('engine.profile_max', [1080, 1920], 'largest H, W the engine accepts', read_only=True, check=_hw_reason),
+    Param('engine.workspace_mb', 1024, 'TensorRT builder workspace limit, MiB', read_only=True, low=16, high=65536),
+    Param('engine.timing_cache', '', 'TensorRT timing cache file (speeds up rebuilds); empty = none',
+          read_only=True),
+    Param('engine.allow_rebuild', True, 'rebuild a plan whose cache key (TensorRT, GPU, ONNX, precision, profile) '
+          'differs; false = refuse and fail configure', read_only=True),
+    Param('cuda_graphs', True, 'torch on CUDA: replay a captured CUDA graph while the input size is fixed',
+          read_only=True),
     Param('pairing.mode', 'approximate', 'approximate: stamps within slop; latest: newest IR with each visible frame',
           choices=PAIRING_MODES),
     Param('pairing.slop', 0.02, 'largest |IR - visible| stamp difference of a pair, seconds', low=1e-6, high=10.0),
@@ -107,4 +134,29 @@ def validate_all(values: dict[str, Any]) -> Optional[str]:
         return 'registration.mode homography needs registration.homography with 9 numbers'
     if values.get('ir_gain.percentile_low', 1.0) >= values.get('ir_gain.percentile_high', 99.0):
         return 'ir_gain.percentile_low must be below ir_gain.percentile_high'
+    try:
+        engine_profile(values)
+    except ValueError as err:
+        return f'engine.profile_min/opt/max: {err}'
     return None
+
+
+def engine_profile(values: dict[str, Any]) -> Profile:
+    """The TensorRT optimisation profile the engine.* parameters describe (validated)."""
+    sizes = [tuple(int(v) for v in values.get(f'engine.profile_{k}', BY_NAME[f'engine.profile_{k}'].default))
+             for k in ('min', 'opt', 'max')]
+    profile = Profile(*sizes)
+    profile.validate()
+    return profile
+
+
+def backend_options(values: dict[str, Any]) -> BackendOptions:
+    """Map the node's parameters onto the backends' options."""
+    def optional_path(name: str) -> Optional[Path]:
+        return Path(values[name]) if values[name] else None
+
+    return BackendOptions(threads=values['threads'], precision=values['precision'], cuda_graphs=values['cuda_graphs'],
+                          engine_path=optional_path('engine.path'), engine_profile=engine_profile(values),
+                          engine_workspace_mb=values['engine.workspace_mb'],
+                          engine_timing_cache=optional_path('engine.timing_cache'),
+                          engine_allow_rebuild=values['engine.allow_rebuild'])

@@ -14,7 +14,7 @@ from typing import Optional
 
 import numpy as np
 
-from fusion_ros.backends import create_backend
+from fusion_ros.backends import BackendOptions, create_backend
 from fusion_ros.backends.base import Backend
 from fusion_ros.color import bgr_to_ycrcb, ir_to_unit, to_uint8, to_unit, ycrcb_to_bgr
 from fusion_ros.model_card import ModelCard, load_card
@@ -85,13 +85,14 @@ class FusionPipeline:
 
     @classmethod
     def from_model(cls, model_path: Optional[Path] = None, backend: str = 'onnxruntime', threads: int = 0,
-                   registration: Optional[Registration] = None, ir_gain: IrGain = IrGain()) -> 'FusionPipeline':
-        """Load the card (sha256 checked) and create the backend."""
+                   registration: Optional[Registration] = None, ir_gain: IrGain = IrGain(),
+                   options: Optional[BackendOptions] = None) -> 'FusionPipeline':
+        """Load the card (sha256 checked) and create the backend (a TensorRT backend may build its engine)."""
         path = Path(model_path) if model_path else installed_model_path()
         card = load_card(path)
         if card.graph not in ('uint8', 'float'):
             raise ValueError(f'{path} is a {card.graph!r} graph, not a fusion model (its card says so)')
-        return cls(card, create_backend(backend, path, card, threads), registration, ir_gain)
+        return cls(card, create_backend(backend, path, card, threads, options), registration, ir_gain)
 
     def prepare(self, ir: np.ndarray, vis: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Return (ir uint8 registered into the visible frame, visible BGR uint8)."""

@@ -257,19 +257,38 @@ def holdout_names(run_dir: Path) -> list[str]:
     return path.read_text().split() if path.is_file() else []
 
 
-def load_core(checkpoint: Path) -> tuple[FusionCore, dict]:
-    """Rebuild the fusion net (and the segmenter a joint run saved) from a checkpoint, frozen, eval mode."""
-    ckpt = load_checkpoint(checkpoint)
-    net = build_model(ckpt['config']['method'])
-    net.load_state_dict(ckpt['model'])
+def core_from_weights(weights: dict) -> FusionCore:
+    """Build a frozen, eval-mode FusionCore from {'method', 'model'[, 'segmenter', 'classes']} state dicts."""
+    net = build_model(weights['method'])
+    net.load_state_dict(weights['model'])
     segmenter = None
-    if 'segmenter' in ckpt:
-        segmenter = Segmenter(len(ckpt['classes']))
-        segmenter.load_state_dict(ckpt['segmenter'])
+    if weights.get('segmenter') is not None:
+        segmenter = Segmenter(len(weights['classes']))
+        segmenter.load_state_dict(weights['segmenter'])
     core = FusionCore(net, segmenter).eval().float()
     for p in core.parameters():
         p.requires_grad_(False)
-    return core, ckpt
+    return core
+
+
+def load_core(checkpoint: Path) -> tuple[FusionCore, dict]:
+    """Rebuild the fusion net (and the segmenter a joint run saved) from a training checkpoint."""
+    ckpt = load_checkpoint(checkpoint)
+    return core_from_weights({**ckpt, 'method': ckpt['config']['method']}), ckpt
+
+
+def save_weights(core: FusionCore, method: str, path: Path) -> dict:
+    """
+    Write the weights the torch backend runs (weights-only loadable) and return their card entry.
+
+    Only state dicts, the method name and class names go in, so ``torch.load(weights_only=True)`` can
+    read them without unpickling code.
+    """
+    weights = {'method': method, 'model': core.net.state_dict()}
+    if core.segmenter is not None:
+        weights.update(segmenter=core.segmenter.state_dict(), classes=list(BOX_CLASSES))
+    torch.save(weights, path)
+    return {'file': path.name, 'sha256': sha256_of(path)}
 
 
 def export(checkpoint: Path, out: Path, samples_dir: Path, opset: int = 17, metrics: Optional[Path] = None,
@@ -305,6 +324,7 @@ def export(checkpoint: Path, out: Path, samples_dir: Path, opset: int = 17, metr
                    'date': datetime.now(timezone.utc).isoformat(timespec='seconds'),
                    'torch': torch.__version__, 'onnx': onnx.__version__, 'onnxruntime': ort.__version__},
         'parity': parity,
+        'torch_weights': save_weights(core, method, out.with_suffix('.pt')),
     }
     if metrics:
         provenance['metrics'] = json.loads(Path(metrics).read_text())
