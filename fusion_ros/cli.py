@@ -4,7 +4,7 @@ import argparse
 import sys
 from typing import Optional
 
-from fusion_ros import __version__, bag_command, demo, evaluate, fuse
+from fusion_ros import __version__, bag_command, demo, engine_command, evaluate, fuse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -12,7 +12,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog='fusion-ros', description='Infrared + visible image fusion tools.')
     parser.add_argument('--version', action='version', version=f'fusion-ros {__version__}')
     subparsers = parser.add_subparsers(dest='command', required=True, metavar='COMMAND')
-    for module in (fuse, evaluate, demo, bag_command):
+    for module in (fuse, evaluate, demo, bag_command, engine_command):
         module.add_parser(subparsers)
     return parser
 

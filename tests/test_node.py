@@ -197,6 +197,33 @@ def test_both_mask_models_publish_what_the_offline_pipeline_computes(harness_fac
     np.testing.assert_array_equal(overlay[ids > 0], palette[ids[ids > 0] % len(palette)])
 
 
+def test_tensorrt_backend_builds_in_configure_and_fuses_like_onnxruntime(harness_factory, exported, tmp_path,
+                                                                        monkeypatch):
+    """The node's TensorRT path end to end; TensorRT itself is the test double (it cannot be installed here)."""
+    from tests.trt_double import install_fakes
+    trt, _ = install_fakes(monkeypatch)
+    plan = tmp_path / 'node.engine'
+    h = harness_factory(exported[0], backend='tensorrt', engine__path=str(plan), engine__profile_min=[64, 64],
+                        engine__profile_opt=[480, 640], engine__profile_max=[512, 640])
+    fused = h.record(Image, 'fused/image')
+    assert trt.builds == 0
+    h.start()                                              # configure builds the plan, before any frame
+    assert trt.builds == 1 and plan.is_file() and plan.with_suffix('.json').is_file()
+    assert h.node.pipeline.backend.describe() == 'tensorrt:seafusion/uint8'
+    h.send(IR, VIS, 4)
+    assert wait_for(lambda: fused)
+    expected = FusionPipeline.from_model(exported[0], threads=1).fuse(IR, VIS).fused_bgr
+    np.testing.assert_array_equal(codec.image_to_array(fused[0]), expected)
+    assert trt.builds == 1
+
+
+def test_unavailable_backend_fails_configure_and_the_node_stays_up(harness_factory, exported):
+    # Real behaviour of this machine: no TensorRT. Configure must fail with the reason, not crash the node.
+    h = harness_factory(exported[0], backend='tensorrt')
+    assert h.node.trigger_configure() == TransitionCallbackReturn.FAILURE
+    assert h.node._state_machine.current_state[1] == 'unconfigured'
+
+
 def test_no_mask_topics_without_a_mask_output(harness_factory, exported):
     h = harness_factory(exported[0])
     h.start()

@@ -291,3 +291,21 @@ class _Context:
             self._view(name, value.shape, dtype)[...] = value
         return True
 
+
+
+def install_fakes(monkeypatch, trt: FakeTensorRT = None, cudart: FakeCudart = None) -> tuple:
+    """
+    Make `import tensorrt` and `from cuda.bindings import runtime` return the doubles.
+
+    For the code paths that import them by name: the node's configure, `fusion-ros build-engine`
+    and training.build_engines.
+    """
+    import sys
+    import types
+    trt, cudart = trt or FakeTensorRT(), cudart or FakeCudart()
+    cuda, bindings = types.ModuleType('cuda'), types.ModuleType('cuda.bindings')
+    bindings.runtime, cuda.bindings = cudart, bindings
+    for name, module in (('tensorrt', trt), ('cuda', cuda), ('cuda.bindings', bindings),
+                         ('cuda.bindings.runtime', cudart)):
+        monkeypatch.setitem(sys.modules, name, module)
+    return trt, cudart

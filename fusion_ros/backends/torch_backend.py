@@ -22,7 +22,7 @@ PRECISIONS = ('fp16', 'fp32')
 
 
 def weights_path(model_path: Path) -> Path:
-    """Return where export writes the PyTorch weights of a model: same stem, .pt."""
+    """Return where export writes the PyTorch weights of a uint8 graph (its float twin's card names the same file)."""
     return Path(model_path).with_suffix('.pt')
 
 
@@ -65,8 +65,8 @@ class TorchBackend(Backend):
     def _load(self, model_path: Path):
         """Rebuild the exported wrapper around the saved weights, after checking them against the card."""
         export = _import_training()
-        path = weights_path(model_path)
         pinned = self.card.provenance.get('torch_weights', {})
+        path = model_path.parent / pinned['file'] if 'file' in pinned else weights_path(model_path)
         if not path.is_file():
             raise FileNotFoundError(f'PyTorch weights not found: {path} (written by training.export beside the ONNX)')
         if pinned.get('sha256') != sha256_of(path):

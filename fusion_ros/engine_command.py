@@ -1,0 +1,48 @@
+"""
+`fusion-ros build-engine`: build (or reuse) the TensorRT plan of a model on this machine.
+
+    fusion-ros build-engine --model models/seafusion.onnx [--precision fp16] \
+        [--profile-min 240 320] [--profile-opt 480 640] [--profile-max 1080 1920] \
+        [--workspace-mb 1024] [--timing-cache engines/timing.cache] [--out PLAN] [--no-rebuild]
+
+Same builder and cache policy as the node's configure step (fusion_ros.tensorrt.builder), so a
+plan built here is the one the node loads when given the same settings. Run it on the target
+(a plan only runs on the TensorRT version and GPU that built it).
+"""
+
+import argparse
+from pathlib import Path
+import sys
+
+
+def add_parser(subparsers) -> None:
+    """Register `build-engine`."""
+    parser = subparsers.add_parser('build-engine', help='build or reuse a TensorRT engine for a model',
+                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--model', required=True, type=Path, help='ONNX model with its card')
+    parser.add_argument('--out', type=Path, help='plan path (default: <model>_<precision>.engine beside it)')
+    parser.add_argument('--precision', choices=('fp16', 'fp32'), default='fp16')
+    for name, default in (('min', (240, 320)), ('opt', (480, 640)), ('max', (1080, 1920))):
+        parser.add_argument(f'--profile-{name}', type=int, nargs=2, default=default, metavar=('H', 'W'),
+                            help=f'{name} image size of the optimisation profile (default {default[0]} {default[1]})')
+    parser.add_argument('--workspace-mb', type=int, default=1024, help='builder workspace limit, MiB')
+    parser.add_argument('--timing-cache', type=Path, help='timing cache file, read and updated')
+    parser.add_argument('--no-rebuild', action='store_true',
+                        help='fail instead of rebuilding when a cached plan does not match')
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Build or load; errors are printed and give exit code 2."""
+    from fusion_ros.tensorrt.builder import BuildSettings, ensure_engine
+    from fusion_ros.tensorrt.engine_cache import Profile
+    try:
+        profile = Profile(tuple(args.profile_min), tuple(args.profile_opt), tuple(args.profile_max))
+        profile.validate()
+        settings = BuildSettings(args.precision, profile, args.workspace_mb, args.timing_cache)
+        plan, _ = ensure_engine(args.model, args.out, settings, allow_rebuild=not args.no_rebuild)
+    except (ValueError, FileNotFoundError, ImportError, RuntimeError) as err:
+        print(f'fusion-ros build-engine: error: {err}', file=sys.stderr)
+        return 2
+    print(f'engine ready: {plan}')
+    return 0
