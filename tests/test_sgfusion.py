@@ -1,5 +1,7 @@
 """SGFusion: architecture, fusion rule, training on box masks, export with a saliency output."""
 
+import csv
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -10,7 +12,7 @@ from fusion_ros.color import bgr_to_ycrcb, to_unit
 from fusion_ros.model_card import load_card
 from fusion_ros.tensorrt.onnx_support import check_for_tensorrt
 from training.checkpoint import load_checkpoint
-from training.config import config_from_dict, DataSource
+from training.config import config_from_dict, config_to_dict, DataSource
 from training.data import CropSampler, load_sources
 from training.export import FLOAT_TOL, FusionCore, load_core, load_samples, Uint8Graph
 from training.models.sgfusion import SGFusion
@@ -125,3 +127,24 @@ def test_parity_on_a_size_that_is_not_a_multiple_of_8(exported_sgfusion, tmp_pat
     assert np.abs(got_y - ref_y).max() <= FLOAT_TOL and np.abs(got_s - ref_s).max() <= FLOAT_TOL
     assert np.abs(got_bgr.astype(int) - ref_bgr.astype(int)).max() <= 1
     assert np.abs(got_mask.astype(int) - ref_mask.astype(int)).max() <= 1
+
+
+def test_fused_decoder_stage_trains_only_the_reconstruction_decoder(tmp_path):
+    first = config_from_dict({
+        'method': 'sgfusion', 'sources': [msrs_source(tmp_path / 'data')], 'val_source': 'msrs', 'val_count': 1,
+        'val_eval_count': 1, 'crop': 32, 'batch_size': 2, 'max_steps': 2, 'log_every': 1, 'val_every': 100,
+        'ckpt_every': 2, 'threads': 1, 'out_dir': str(tmp_path / 'stage1')})
+    train(first)
+    second = config_from_dict({**config_to_dict(first), 'objective': 'sgfusion_fused_decoder', 'max_steps': 12,
+                               'init_from': str(tmp_path / 'stage1' / 'last.pt'), 'lr': 1e-3, 'min_lr': 1e-3,
+                               'out_dir': str(tmp_path / 'stage2')})
+    train(second)
+    before = load_checkpoint(tmp_path / 'stage1' / 'last.pt')['model']
+    after = load_checkpoint(tmp_path / 'stage2' / 'last.pt')['model']
+    for key, value in after.items():
+        changed = not torch.equal(value, before[key])
+        assert changed == key.startswith('reconstruction.'), key
+    with (tmp_path / 'stage2' / 'train_log.csv').open() as handle:
+        losses = [float(row['loss']) for row in csv.DictReader(handle)]
+    assert 'l_texture' in (tmp_path / 'stage2' / 'train_log.csv').read_text()    # content loss on the fused output
+    assert np.mean(losses[-4:]) < np.mean(losses[:4])

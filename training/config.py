@@ -28,6 +28,7 @@ class TrainConfig:
     """Everything a training run depends on; saved into every checkpoint."""
 
     method: str = 'seafusion'
+    objective: str = ''             # '' = the method's own (training.objectives); e.g. sgfusion_fused_decoder
     sources: list[DataSource] = field(default_factory=list)
     val_source: str = 'msrs'        # held-out pairs are drawn from this source only
     val_count: int = 48             # pairs held out for validation
@@ -44,8 +45,8 @@ class TrainConfig:
     val_every: int = 500
     ckpt_every: int = 250
     threads: int = 0                # 0: leave torch's default
+    init_from: str = ''             # start from this checkpoint's weights (train) / stage 0's fusion net (semantic)
     # SeAFusion joint adaptive training (training.semantic); ignored by training.train
-    init_from: str = ''             # content-only checkpoint used as stage 0's fusion net ('' trains it)
     stages: int = 4                 # semantic weight of stage i is i * semantic_weight
     semantic_weight: float = 1.0
     fusion_steps: int = 500         # fusion-net steps per stage

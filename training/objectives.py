@@ -41,6 +41,28 @@ class SingleImageTrainer(nn.Module):
         return images, reconstruction, saliency
 
 
+class FusedDecoderTrainer(nn.Module):
+    """
+    SGFusion fine-tuning of the reconstruction decoder on fused features (our addition to the design).
+
+    Trained on reconstruction alone, the decoder has never seen the softmax-weighted mix of two
+    sources' features and decodes it with lost contrast (see the SGFusion card). This stage freezes the
+    encoder and the saliency decoder, so the saliency-guided fusion rule and the saliency output stay
+    exactly those of the first stage, and teaches only the reconstruction decoder to decode fused
+    features, with SeAFusion's content loss as the target.
+    """
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+        for part in (model.encoder, model.saliency):
+            for p in part.parameters():
+                p.requires_grad_(False)
+
+    def forward(self, vis: torch.Tensor, ir: torch.Tensor) -> torch.Tensor:
+        return self.model(vis, ir)[0]
+
+
 def seafusion_loss(outputs: torch.Tensor, vis: torch.Tensor, ir: torch.Tensor, masks: torch.Tensor,
                    config: TrainConfig) -> Loss:
     """Compute the content loss of methods.md; masks are not used."""
@@ -74,15 +96,17 @@ class Objective:
 OBJECTIVES = {
     'seafusion': Objective(lambda model: model, seafusion_loss),
     'sgfusion': Objective(SingleImageTrainer, sgfusion_loss),
+    'sgfusion_fused_decoder': Objective(FusedDecoderTrainer, seafusion_loss),
 }
 
 
-def objective_for(method: str) -> Objective:
-    """Look up a method's objective, naming the known ones on a typo."""
+def objective_for(config: TrainConfig) -> Objective:
+    """Look up the config's objective (default: the method's own), naming the known ones on a typo."""
+    name = config.objective or config.method
     try:
-        return OBJECTIVES[method]
+        return OBJECTIVES[name]
     except KeyError:
-        raise ValueError(f'no objective for method {method!r}; known: {", ".join(sorted(OBJECTIVES))}') from None
+        raise ValueError(f'no objective {name!r}; known: {", ".join(sorted(OBJECTIVES))}') from None
 
 
 def fused_luma(model: nn.Module, vis: torch.Tensor, ir: torch.Tensor) -> torch.Tensor:

@@ -194,7 +194,7 @@ class JointTrainer:
             return
         held = self.val_pairs[:self.config.val_eval_count]
         row = {'stage': self.stage, 'step': self._total_steps(),
-               **validate(self.fusion, objective_for(self.config.method), held, self.config),
+               **validate(self.fusion, objective_for(self.config), held, self.config),
                **segment_miou(self.fusion, self.segmenter, held)}
         append_csv(self.out / 'val_log.csv', row)
         tqdm.write(f'stage {self.stage}: ' + ', '.join(f'{k} {v:.4g}' for k, v in row.items()))

@@ -86,8 +86,11 @@ def train(config: TrainConfig, resume: bool = False, config_path: Optional[str] 
     last = out / 'last.pt'
     torch.manual_seed(config.seed)
     model = build_model(config.method).to(device)
-    objective = objective_for(config.method)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    if config.init_from and not (resume and last.exists()):
+        model.load_state_dict(load_checkpoint(config.init_from)['model'])
+    objective = objective_for(config)
+    step_module = objective.train_module(model)          # may freeze parts of the model
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=config.lr)
     pairs = load_sources(config.sources)
     train_pairs, val_pairs = split_holdout(pairs, config.val_source, config.val_count, config.seed)
     sampler = CropSampler(train_pairs, config.crop, config.seed + 1000 * rank)
@@ -102,7 +105,6 @@ def train(config: TrainConfig, resume: bool = False, config_path: Optional[str] 
         sampler.rng.bit_generator.state = ckpt['sampler_rng'][rank] if rank < len(ckpt['sampler_rng']) \
             else sampler.rng.bit_generator.state
         torch.set_rng_state(ckpt['torch_rng'])
-    step_module = objective.train_module(model)
     net = nn.parallel.DistributedDataParallel(step_module) if world > 1 else step_module
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
