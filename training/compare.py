@@ -1,0 +1,94 @@
+"""
+Compare every shipped model on the same held-out pairs and write the comparison into their cards.
+
+    python -m training.compare --models models/seafusion.onnx models/seafusion_seg.onnx models/sgfusion.onnx \
+        --runs runs/seafusion runs/seafusion_seg runs/sgfusion --config training/configs/seafusion_seg.yaml \
+        --segmenter models/seafusion_seg_segmenter.onnx --out models/comparison
+
+The runs must have held out the same pairs (same source, seed and count: checked). The held-out
+pairs are fused by each model through the runtime pipeline, scored with the metrics of
+metrics.md beside the pixel max and mean baselines, and, with ``--segmenter``, by the task-driven
+evaluation (mIoU of one segmenter on visible, infrared and each fused image, against the masks of
+the config's held-out source). Tables go to ``--out`` (summary.md, segmentation.md and JSON), and
+each model's card (uint8 and float) gets a ``comparison`` entry with the same numbers.
+"""
+
+import argparse
+import json
+from pathlib import Path
+import sys
+from typing import Optional
+
+from fusion_ros.evaluate import evaluate_folders
+from fusion_ros.fuse import fuse_folders
+from fusion_ros.model_card import card_path_for
+from fusion_ros.pipeline import FusionPipeline
+from fusion_ros.task_eval import SegmenterRunner, segmentation_markdown, segmentation_scores, \
+    write_segmentation_report
+from training.config import load_config
+from training.validate import link_holdout
+
+
+def common_holdout(runs: list[Path]) -> Path:
+    """Return the first run after checking that every run held out exactly the same pairs."""
+    names = {run: (Path(run) / 'val_names.txt').read_text().split() for run in runs}
+    first = runs[0]
+    for run, held in names.items():
+        if sorted(held) != sorted(names[first]):
+            raise ValueError(f'{run} held out other pairs than {first}: the models cannot be compared on them')
+    return first
+
+
+def add_to_cards(models: list[Path], comparison: dict) -> None:
+    """Insert the comparison into the uint8 and float cards of every model (the ONNX sha256 is untouched)."""
+    for model in models:
+        for path in (model, model.with_name(model.stem + '_float.onnx')):
+            card_file = card_path_for(path)
+            if card_file.is_file():
+                card = json.loads(card_file.read_text())
+                card['provenance']['comparison'] = comparison
+                card_file.write_text(json.dumps(card, indent=2) + '\n')
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    """Command-line entry point."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--models', nargs='+', required=True, type=Path)
+    parser.add_argument('--runs', nargs='+', required=True, type=Path, help='training runs (their val_names.txt)')
+    parser.add_argument('--config', required=True, type=Path, help='config naming the held-out source and its masks')
+    parser.add_argument('--segmenter', type=Path, help="segmenter graph (card graph 'segment')")
+    parser.add_argument('--out', type=Path, default=Path('models/comparison'))
+    parser.add_argument('--work', type=Path, default=Path('runs/comparison'),
+                        help='where the held-out pairs are linked and fused (large; not committed)')
+    parser.add_argument('--threads', type=int, default=0)
+    args = parser.parse_args(argv)
+    run = common_holdout(args.runs)
+    work = args.work
+    pairs = link_holdout(run, args.config, work / 'pairs')
+    fused = {}
+    for model in args.models:
+        pipeline = FusionPipeline.from_model(model, threads=args.threads)
+        report = fuse_folders(pipeline, pairs / 'ir', pairs / 'vi', work / model.stem)
+        print(f'{model.stem}: fused {len(report.fused)} pairs in {report.seconds:.1f} s', flush=True)
+        fused[model.stem] = work / model.stem
+        pipeline.close()
+    summary = evaluate_folders(fused, pairs / 'ir', pairs / 'vi', args.out, baselines=True)
+    comparison = {'command': 'python -m training.compare ' + ' '.join(sys.argv[1:] if argv is None else argv),
+                  'pairs': len(list((pairs / 'vi').iterdir())), 'holdout_of': str(run),
+                  'metrics_mean': {m: {k: v['mean'] for k, v in s.items()} for m, s in summary.items()}}
+    if args.segmenter:
+        config = load_config(args.config)
+        source = next(s for s in config.sources if s.name == config.val_source)
+        scores = segmentation_scores(SegmenterRunner(args.segmenter, args.threads),
+                                     {'visible': pairs / 'vi', 'infrared': pairs / 'ir', **fused},
+                                     Path(source.masks), source.mask_format)
+        write_segmentation_report(scores, args.out, args.segmenter, Path(source.masks))
+        comparison['segmentation'] = {'segmenter': args.segmenter.name, 'masks': source.masks, 'scores': scores}
+        print(segmentation_markdown(scores))
+    (args.out / 'comparison.json').write_text(json.dumps(comparison, indent=2) + '\n')
+    add_to_cards(args.models, comparison)
+    print((args.out / 'summary.md').read_text())
+
+
+if __name__ == '__main__':
+    main()
