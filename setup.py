@@ -15,7 +15,7 @@ setup(
         (f'share/{PACKAGE}', ['package.xml']),
         (f'share/{PACKAGE}/launch', glob('launch/*.py')),
         (f'share/{PACKAGE}/config', glob('config/*.yaml') + glob('config/*.xml')),
-        (f'share/{PACKAGE}/models', glob('models/*.onnx') + glob('models/*.json')),
+        (f'share/{PACKAGE}/models', glob('models/*.onnx') + glob('models/*.json') + glob('models/*.pt')),
     ],
     install_requires=['setuptools'],
     zip_safe=True,

@@ -52,7 +52,7 @@ def machine() -> dict:
 
 
 def sample(hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """The 00091D MSRS pair resized to (H, W)."""
+    """Return the 00091D MSRS pair resized to (H, W)."""
     folder = REPO / 'tests' / 'data' / 'pairs'
     ir, vis = read_ir(folder / 'ir' / '00091D.png'), read_visible(folder / 'vi' / '00091D.png')
     size = (hw[1], hw[0])

@@ -61,7 +61,8 @@ def compare(model: Path, samples) -> dict:
             masks.append(float(np.mean(m32 == m16)) if card.mask['kind'] == 'classes'
                          else float(np.abs(m32 - m16).max() * 255))
     flat = np.concatenate([d.ravel() for d in diffs])
-    result = {'samples': len(samples), 'max_abs_levels': int(flat.max()), 'mean_abs_levels': round(float(flat.mean()), 4),
+    result = {'samples': len(samples), 'max_abs_levels': int(flat.max()),
+              'mean_abs_levels': round(float(flat.mean()), 4),
               'share_off_by_more_than_1': round(float(np.mean(flat > 1)), 6),
               'metric_change_fp16_minus_fp32': {m: round(float(np.mean(v)), 5) for m, v in deltas.items()}}
     if masks:

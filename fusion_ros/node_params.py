@@ -142,7 +142,7 @@ def validate_all(values: dict[str, Any]) -> Optional[str]:
 
 
 def engine_profile(values: dict[str, Any]) -> Profile:
-    """The TensorRT optimisation profile the engine.* parameters describe (validated)."""
+    """Return the TensorRT optimisation profile the engine.* parameters describe (validated)."""
     sizes = [tuple(int(v) for v in values.get(f'engine.profile_{k}', BY_NAME[f'engine.profile_{k}'].default))
              for k in ('min', 'opt', 'max')]
     profile = Profile(*sizes)

@@ -15,7 +15,7 @@ def confusion(pred: np.ndarray, truth: np.ndarray, classes: int, ignore: int = 2
 
 
 def iou_per_class(matrix: np.ndarray) -> np.ndarray:
-    """IoU = TP / (TP + FP + FN) per class; NaN for a class absent from both truth and prediction."""
+    """Compute TP / (TP + FP + FN) per class; NaN for a class absent from both truth and prediction."""
     tp = np.diag(matrix).astype(np.float64)
     union = matrix.sum(0) + matrix.sum(1) - tp
     with np.errstate(invalid='ignore', divide='ignore'):

@@ -1,5 +1,5 @@
 """
-Task-driven evaluation (the SeAFusion paper's idea): how well does one segmenter do on each input?
+Task-driven evaluation (the SeAFusion paper's idea): how well one segmenter does on each input.
 
 The same segmenter reads the visible image, the infrared image and each method's fused image
 (as luminance, so colour does not favour the visible input) and is scored by mIoU against

@@ -74,3 +74,20 @@ def fixed_size_model(folder: Path) -> Path:
                              value=helper.make_tensor('shape', TensorProto.INT64, [3], [480, 640, 3]))
     return write_tiny_model(folder, 'fixed_size', helper.make_node('Reshape', ['visible_bgr', 'shape'], ['fused_bgr']),
                             [shape])
+
+
+def frame(h: int, w: int, seed: int = 0):
+    """Random (IR (H, W), visible BGR (H, W, 3)) uint8 frames."""
+    import numpy as np
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, (h, w), np.uint8), rng.integers(0, 256, (h, w, 3), np.uint8)
+
+
+def random_feeds(card, h: int, w: int) -> dict:
+    """Random inputs of the card's graph kind: uint8 IR + BGR, or float (1, 1, H, W) planes."""
+    import numpy as np
+    if card.graph == 'float':
+        rng = np.random.default_rng(0)
+        return {'visible_y': rng.random((1, 1, h, w), np.float32), 'ir': rng.random((1, 1, h, w), np.float32)}
+    ir, vis = frame(h, w)
+    return {'ir': ir, 'visible_bgr': vis}

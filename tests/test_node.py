@@ -197,8 +197,8 @@ def test_both_mask_models_publish_what_the_offline_pipeline_computes(harness_fac
     np.testing.assert_array_equal(overlay[ids > 0], palette[ids[ids > 0] % len(palette)])
 
 
-def test_tensorrt_backend_builds_in_configure_and_fuses_like_onnxruntime(harness_factory, exported, tmp_path,
-                                                                        monkeypatch):
+def test_tensorrt_backend_builds_in_configure_and_fuses_like_onnxruntime(
+        harness_factory, exported, tmp_path, monkeypatch):
     """The node's TensorRT path end to end; TensorRT itself is the test double (it cannot be installed here)."""
     from tests.trt_double import install_fakes
     trt, _ = install_fakes(monkeypatch)

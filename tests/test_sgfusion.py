@@ -119,8 +119,8 @@ def test_parity_on_a_size_that_is_not_a_multiple_of_8(exported_sgfusion, tmp_pat
     y = bgr_to_ycrcb(to_unit(vis))[0].astype(np.float32)[None, None]
     with torch.no_grad():
         ref_y, ref_s = (t.numpy() for t in core(torch.from_numpy(y), torch.from_numpy(to_unit(ir)[None, None])))
-        ref_bgr, ref_mask = (t.numpy() for t in Uint8Graph(FusionCore(core.net))(torch.from_numpy(ir),
-                                                                                  torch.from_numpy(vis)))
+        graph = Uint8Graph(FusionCore(core.net))
+        ref_bgr, ref_mask = (t.numpy() for t in graph(torch.from_numpy(ir), torch.from_numpy(vis)))
     got_y, got_s = ort.InferenceSession(str(float_path)).run(None, {'visible_y': y, 'ir': to_unit(ir)[None, None]})
     got_bgr, got_mask = ort.InferenceSession(str(uint8_path)).run(None, {'ir': ir, 'visible_bgr': vis})
     assert got_y.shape == got_s.shape == (1, 1, 123, 157) and got_mask.shape == (123, 157)

@@ -9,7 +9,7 @@ import pytest
 from fusion_ros import metrics
 from fusion_ros.cli import main
 from fusion_ros.imageio import read_ir, read_visible
-from fusion_ros.model_card import load_card
+from fusion_ros.model_card import load_card, sha256_of
 from fusion_ros.pipeline import FusionPipeline, installed_model_path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -59,3 +59,26 @@ def test_demo_command_writes_the_report(tmp_path, capsys):
     assert len(list((tmp_path / 'fused').iterdir())) == 7
     assert len(list(tmp_path.glob('cdf_*.png'))) == len(metrics.METRIC_NAMES)
     assert '| seafusion' in capsys.readouterr().out
+
+
+@pytest.mark.parametrize('name, kind', [('sgfusion.onnx', 'saliency'), ('seafusion_seg.onnx', 'classes')])
+def test_mask_models_are_shipped_with_their_mask_and_comparison(name, kind):
+    card = load_card(REPO / 'models' / name)
+    assert card.mask['kind'] == kind and card.mask['output'] in {t.name for t in card.outputs}
+    comparison = card.provenance['comparison']
+    assert {'seafusion', 'seafusion_seg', 'sgfusion', 'max', 'mean'} <= set(comparison['metrics_mean'])
+    assert comparison['pairs'] == len(card.provenance['data']['holdout']['names'])
+    scores = comparison['segmentation']['scores']
+    assert {'visible', 'infrared', 'seafusion', 'seafusion_seg', 'sgfusion'} <= set(scores)
+    result = FusionPipeline.from_model(REPO / 'models' / name, threads=1).fuse(
+        read_ir(PAIRS / 'ir' / '00091D.png'), read_visible(PAIRS / 'vi' / '00091D.png'))
+    assert result.mask.shape == result.fused_bgr.shape[:2] and result.mask.dtype == np.uint8
+    assert result.mask.max() < (256 if kind == 'saliency' else len(card.mask['classes']))
+
+
+def test_segmenter_and_torch_weights_are_shipped_and_pinned():
+    segmenter = load_card(REPO / 'models' / 'seafusion_seg_segmenter.onnx')
+    assert segmenter.graph == 'segment' and segmenter.mask['classes'] == ['background', 'person', 'bicycle', 'car']
+    for name in ('seafusion.onnx', 'seafusion_seg.onnx', 'sgfusion.onnx'):
+        pinned = load_card(REPO / 'models' / name).provenance['torch_weights']
+        assert sha256_of(REPO / 'models' / pinned['file']) == pinned['sha256']

@@ -84,8 +84,8 @@ def test_compare_fuses_the_common_holdout_and_fills_the_cards(exported, exported
         run.mkdir()
         (run / 'val_names.txt').write_text('00091D\n01028N\n')
     config = tmp_path / 'c.yaml'
-    config.write_text(f'sources:\n  - {{name: msrs, ir: {PAIRS / "ir"}, vis: {PAIRS / "vi"}, masks: {DATA / "boxes"}}}\n'
-                      'val_source: msrs\n')
+    config.write_text(f'sources:\n  - {{name: msrs, ir: {PAIRS / "ir"}, vis: {PAIRS / "vi"},\n'
+                      f'     masks: {DATA / "boxes"}}}\nval_source: msrs\n')
     segmenter = exported_seg[0].with_name('seafusion_seg_segmenter.onnx')
     compare.main(['--models', *map(str, models), '--runs', *map(str, runs), '--config', str(config),
                   '--segmenter', str(segmenter), '--out', str(tmp_path / 'cmp'), '--work', str(tmp_path / 'work'),

@@ -19,7 +19,7 @@ from fusion_ros.pipeline import FusionPipeline
 from fusion_ros.tensorrt.builder import BuildSettings, EngineBuildError, ensure_engine, profile_shapes
 from fusion_ros.tensorrt.cuda_memory import CudaRuntime
 from fusion_ros.tensorrt.engine_cache import EngineRebuildRefused, Profile, sidecar_path
-from tests.model_fixtures import write_tiny_model
+from tests.model_fixtures import frame, random_feeds, write_tiny_model
 from tests.trt_double import FakeCudart, FakeTensorRT
 
 SMALL = Profile((16, 16), (120, 160), (512, 640))
@@ -32,11 +32,6 @@ def build(model, tmp_path, trt=None, cudart=None, **settings):
     plan, decision = ensure_engine(model, tmp_path / 'model.engine', BuildSettings(**settings),
                                    trt=trt, cuda=CudaRuntime(cudart), log=lambda _: None)
     return plan, decision, trt, cudart
-
-
-def frame(h, w, seed=0):
-    rng = np.random.default_rng(seed)
-    return rng.integers(0, 256, (h, w), np.uint8), rng.integers(0, 256, (h, w, 3), np.uint8)
 
 
 def test_profile_shapes_follow_the_card_layouts(exported):
@@ -126,12 +121,7 @@ def test_float_graph_and_mask_outputs(exported, exported_sgfusion, tmp_path):
         card = load_card(model)
         backend = TensorRTBackend(plan, card, trt=trt, cuda=CudaRuntime(cudart))
         reference = OnnxRuntimeBackend(model, card, threads=1)
-        if card.graph == 'float':
-            rng = np.random.default_rng(0)
-            feeds = {'visible_y': rng.random((1, 1, 64, 96), np.float32), 'ir': rng.random((1, 1, 64, 96), np.float32)}
-        else:
-            ir, vis = frame(64, 96)
-            feeds = {'ir': ir, 'visible_bgr': vis}
+        feeds = random_feeds(card, 64, 96)
         got, want = backend.run(feeds), reference.run(feeds)
         assert set(got) == {t.name for t in card.outputs}
         for name in got:

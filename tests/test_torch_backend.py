@@ -10,7 +10,7 @@ from fusion_ros.backends.onnxruntime_backend import OnnxRuntimeBackend
 from fusion_ros.backends.torch_backend import TorchBackend, weights_path
 from fusion_ros.model_card import load_card
 from fusion_ros.pipeline import FusionPipeline
-from tests.test_tensorrt_backend import frame
+from tests.model_fixtures import frame, random_feeds
 
 
 @pytest.mark.parametrize('fixture', ['exported', 'exported_sgfusion', 'exported_seg'])
@@ -19,12 +19,7 @@ def test_torch_equals_onnxruntime_on_every_graph_kind(request, fixture):
         card = load_card(model)
         backend = TorchBackend(model, card, threads=1, device='cpu')
         reference = OnnxRuntimeBackend(model, card, threads=1)
-        if card.graph == 'float':
-            rng = np.random.default_rng(0)
-            feeds = {'visible_y': rng.random((1, 1, 61, 83), np.float32), 'ir': rng.random((1, 1, 61, 83), np.float32)}
-        else:
-            ir, vis = frame(61, 83)
-            feeds = {'ir': ir, 'visible_bgr': vis}
+        feeds = random_feeds(card, 61, 83)
         got, want = backend.run(feeds), reference.run(feeds)
         assert set(got) == {t.name for t in card.outputs}
         for name in got:

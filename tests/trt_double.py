@@ -292,7 +292,6 @@ class _Context:
         return True
 
 
-
 def install_fakes(monkeypatch, trt: FakeTensorRT = None, cudart: FakeCudart = None) -> tuple:
     """
     Make `import tensorrt` and `from cuda.bindings import runtime` return the doubles.

@@ -5,9 +5,10 @@ Unknown keys and wrongly typed values raise instead of being silently ignored,
 so a typo in a config file cannot train a different model than intended.
 """
 
+import argparse
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import yaml
 
@@ -100,3 +101,13 @@ def load_config(path: Path, overrides: list[str] = ()) -> TrainConfig:
 def config_to_dict(config: TrainConfig) -> dict[str, Any]:
     """Plain-dict form for checkpoints, logs and model cards."""
     return asdict(config)
+
+
+def parse_command_line(description: str, argv: Optional[list[str]] = None) -> tuple[TrainConfig, argparse.Namespace]:
+    """Parse the shared CLI of the training entry points: --config, --resume and key=value overrides."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--config', required=True, help='YAML training config')
+    parser.add_argument('--resume', action='store_true', help='continue from out_dir/last.pt if it exists')
+    parser.add_argument('overrides', nargs='*', help='key=value config overrides')
+    args = parser.parse_args(argv)
+    return load_config(args.config, args.overrides), args

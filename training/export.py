@@ -172,7 +172,7 @@ def uint8_specs(kind: Optional[str] = None) -> tuple[tuple[TensorSpec, ...], tup
 
 
 def card_mask(kind: Optional[str]) -> Optional[dict]:
-    """The card's mask field: which output holds the mask, what it is, and its class names."""
+    """Return the card's mask field: which output holds the mask, what it is, and its class names."""
     if not kind:
         return None
     name, _, classes = MASK_SPECS[kind]
@@ -361,7 +361,7 @@ def export_segmenter(core: FusionCore, out: Path, provenance: dict, opset: int) 
 
 
 def training_command(ckpt: dict) -> str:
-    """The command that produced a checkpoint: joint runs come from training.semantic."""
+    """Return the command that produced a checkpoint: joint runs come from training.semantic."""
     module = 'training.semantic' if 'segmenter' in ckpt else 'training.train'
     return f'python -m {module} --config {ckpt.get("config_path")}'
 

@@ -17,7 +17,6 @@ Writes ``last.pt`` (resumable at any step of any phase), ``train_log.csv`` and
 ``val_log.csv`` (per stage: fusion metrics and segmenter mIoU on held-out pairs).
 """
 
-import argparse
 from pathlib import Path
 import time
 from typing import Optional
@@ -30,7 +29,7 @@ from tqdm import tqdm
 from fusion_ros.mask_io import BOX_CLASSES
 from fusion_ros.segmentation_metrics import confusion, iou_per_class, mean_iou
 from training.checkpoint import load_checkpoint, save_checkpoint
-from training.config import TrainConfig, config_to_dict, load_config
+from training.config import config_to_dict, parse_command_line, TrainConfig
 from training.data import CropSampler, IGNORE, Pair, load_sources, split_holdout
 from training.losses import content_loss
 from training.models.registry import build_model
@@ -57,7 +56,7 @@ def seg_optimizer(segmenter: Segmenter, config: TrainConfig) -> torch.optim.SGD:
 
 
 def segment_miou(fusion: nn.Module, segmenter: Segmenter, pairs: list[Pair]) -> dict[str, float]:
-    """mIoU of the segmenter on visible Y, IR and fused Y of full-size held-out pairs with masks."""
+    """Score the segmenter (mIoU) on visible Y, IR and fused Y of full-size held-out pairs with masks."""
     fusion.eval()
     segmenter.eval()
     matrices = {k: np.zeros((segmenter.classes,) * 2, np.int64) for k in ('visible', 'infrared', 'fused')}
@@ -203,12 +202,7 @@ class JointTrainer:
 
 def main(argv: Optional[list[str]] = None) -> None:
     """Command-line entry point."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--config', required=True, help='YAML training config')
-    parser.add_argument('--resume', action='store_true', help='continue from out_dir/last.pt if it exists')
-    parser.add_argument('overrides', nargs='*', help='key=value config overrides')
-    args = parser.parse_args(argv)
-    config = load_config(args.config, args.overrides)
+    config, args = parse_command_line(__doc__, argv)
     if config.threads:
         torch.set_num_threads(config.threads)
     trainer = JointTrainer(config, args.config)

@@ -9,7 +9,6 @@ loss), ``train_log.csv``, ``val_log.csv`` and ``val_names.txt`` (the held-out
 pairs, so evaluation never touches training images).
 """
 
-import argparse
 import csv
 import math
 import os
@@ -26,7 +25,7 @@ from tqdm import tqdm
 from fusion_ros import metrics
 from fusion_ros.color import bgr_to_ycrcb, to_uint8, to_unit, ycrcb_to_bgr
 from training.checkpoint import load_checkpoint, save_checkpoint
-from training.config import TrainConfig, config_to_dict, load_config
+from training.config import config_to_dict, parse_command_line, TrainConfig
 from training.data import CropSampler, IGNORE, Pair, load_sources, split_holdout
 from training.models.registry import build_model
 from training.objectives import Objective, fused_luma, objective_for
@@ -167,12 +166,8 @@ def train(config: TrainConfig, resume: bool = False, config_path: Optional[str] 
 
 def main(argv: Optional[list[str]] = None) -> None:
     """Command-line entry point."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--config', required=True, help='YAML training config')
-    parser.add_argument('--resume', action='store_true', help='continue from out_dir/last.pt if it exists')
-    parser.add_argument('overrides', nargs='*', help='key=value config overrides')
-    args = parser.parse_args(argv)
-    train(load_config(args.config, args.overrides), resume=args.resume, config_path=args.config)
+    config, args = parse_command_line(__doc__, argv)
+    train(config, resume=args.resume, config_path=args.config)
 
 
 if __name__ == '__main__':

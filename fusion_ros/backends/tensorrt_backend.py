@@ -75,7 +75,7 @@ class TensorRTBackend(Backend):
                              f'{low}..{high}; rebuild the engine with a wider engine.profile')
 
     def _buffer(self, name: str, nbytes: int) -> _Buffer:
-        """The tensor's buffers, reallocated (and re-bound) only when a frame outgrows them."""
+        """Return the tensor's buffers, reallocated (and re-bound) only when a frame outgrows them."""
         buf = self.buffers.get(name)
         if buf is None or buf.capacity < nbytes:
             if buf is not None:

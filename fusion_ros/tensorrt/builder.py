@@ -37,7 +37,7 @@ class BuildSettings:
 
 
 def import_tensorrt() -> Any:
-    """The tensorrt module, with the install hint a user needs when it is missing."""
+    """Import tensorrt, with the install hint a user needs when it is missing."""
     try:
         import tensorrt
     except ImportError:
@@ -60,7 +60,7 @@ def profile_shapes(card: ModelCard, profile: Profile) -> dict[str, tuple[tuple[i
 
 
 def engine_key(trt: Any, cuda: CudaRuntime, onnx_path: Path, settings: BuildSettings) -> EngineKey:
-    """The cache key of a plan built here, now, from this ONNX file with these settings."""
+    """Return the cache key of a plan built here, now, from this ONNX file with these settings."""
     gpu, capability = cuda.device_identity()
     return EngineKey(trt.__version__, gpu, capability, sha256_of(onnx_path), settings.precision, settings.profile)
 

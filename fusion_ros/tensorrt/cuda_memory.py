@@ -40,7 +40,7 @@ class CudaRuntime:
         return values[0] if len(values) == 1 else values
 
     def stream(self) -> int:
-        """Create the backend's own stream (never the default one)."""
+        """Create a CUDA stream for the backend alone; the default stream is never used."""
         return int(self._check('cudaStreamCreate', self.cudart.cudaStreamCreate()))
 
     def device_alloc(self, nbytes: int) -> int:
