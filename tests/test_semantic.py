@@ -117,3 +117,21 @@ def test_export_adds_class_map_and_standalone_segmenter(exported_seg):
     import onnxruntime as ort
     classes = ort.InferenceSession(str(segmenter)).run(None, {'luma': np.zeros((33, 47), np.uint8)})[0]
     assert classes.shape == (33, 47) and classes.dtype == np.uint8 and classes.max() < len(BOX_CLASSES)
+
+
+def test_plain_weighted_cross_entropy_option():
+    import torch.nn.functional as F
+    torch.manual_seed(0)
+    model = Segmenter(len(BOX_CLASSES)).eval()
+    y, masks = torch.rand(2, 1, 32, 32), torch.randint(0, 4, (2, 32, 32), dtype=torch.uint8)
+    weight = torch.tensor([0.2, 1.0, 1.0, 1.0])
+    with torch.no_grad():
+        main, aux = model(y)
+        expected = F.cross_entropy(main, masks.long(), weight=weight) + 0.1 * F.cross_entropy(aux, masks.long(),
+                                                                                              weight=weight)
+        got = semantic_loss(model, y, masks, weight, ohem=False)
+        unlabelled = semantic_loss(model, y, torch.full_like(masks, 255), weight, ohem=False)
+    assert float(got) == pytest.approx(float(expected), rel=1e-6)
+    assert float(unlabelled) == 0.0
+    config = config_from_dict({'seg_ohem': False, 'seg_class_weights': [0.2, 1, 1, 1]})
+    assert config.seg_class_weights == [0.2, 1, 1, 1] and config.seg_ohem is False

@@ -54,6 +54,8 @@ class TrainConfig:
     seg_steps: int = 300            # segmenter steps per stage
     seg_batch_size: int = 8
     seg_lr: float = 0.01            # SGD; heads run at 10x
+    seg_ohem: bool = True           # OHEM cross-entropy (the paper's); False: plain cross-entropy
+    seg_class_weights: list[float] = field(default_factory=list)   # per-class CE weights; [] = none
     out_dir: str = 'runs/seafusion'
 
 

@@ -121,6 +121,12 @@ class JointTrainer:
         per_stage = self.config.fusion_steps + self.config.seg_steps
         return self.stage * per_stage + (self.config.fusion_steps if self.phase == 'segmenter' else 0) + self.step
 
+    def _semantic_loss(self, fused: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        """L_sem of the current segmenter with the config's loss kind and class weights."""
+        c = self.config
+        weight = torch.tensor(c.seg_class_weights, dtype=torch.float32) if c.seg_class_weights else None
+        return semantic_loss(self.segmenter, fused, masks, weight, c.seg_ohem)
+
     def fusion_step(self) -> dict[str, float]:
         """One fusion-net step with the current stage's semantic weight; the segmenter is frozen."""
         c = self.config
@@ -131,7 +137,7 @@ class JointTrainer:
         loss, parts = content_loss(fused, vis, ir, c.texture_weight)
         weight = self.stage * c.semantic_weight
         if weight:
-            l_sem = semantic_loss(self.segmenter, fused, masks)
+            l_sem = self._semantic_loss(fused, masks)
             loss = loss + weight * l_sem
             parts['l_sem'] = float(l_sem.detach())
         self.fusion_opt.zero_grad(set_to_none=True)
@@ -146,7 +152,7 @@ class JointTrainer:
         vis, ir, masks = (torch.from_numpy(a) for a in self.seg_sampler.batch(self.config.seg_batch_size))
         with torch.no_grad():
             fused = self.fusion(vis, ir)
-        loss = semantic_loss(self.segmenter, fused, masks)
+        loss = self._semantic_loss(fused, masks)
         self.seg_opt.zero_grad(set_to_none=True)
         loss.backward()
         self.seg_opt.step()
