@@ -16,6 +16,7 @@ from typing import Optional
 import cv2
 from tqdm import tqdm
 
+from fusion_ros.backends import BackendOptions
 from fusion_ros.backends.base import BackendError
 from fusion_ros.imageio import pair_folders, read_ir, read_visible, write_image_atomic
 from fusion_ros.pipeline import FusionPipeline, IrGain
@@ -62,7 +63,10 @@ def add_parser(subparsers) -> None:
     parser.add_argument('--vis', required=True, type=Path, help='folder of visible images (same stems)')
     parser.add_argument('--out', required=True, type=Path, help='output folder (created)')
     parser.add_argument('--model', type=Path, help='ONNX model with its JSON card (default: shipped SeAFusion)')
-    parser.add_argument('--backend', default='onnxruntime', help='inference backend (default: onnxruntime)')
+    parser.add_argument('--backend', default='onnxruntime', choices=('onnxruntime', 'tensorrt', 'torch'),
+                        help='inference backend (default: onnxruntime; tensorrt builds or reuses the engine first)')
+    parser.add_argument('--precision', default='fp16', choices=('fp16', 'fp32'),
+                        help='tensorrt and torch on CUDA (default: fp16)')
     parser.add_argument('--threads', type=int, default=0, help='backend CPU threads (0: runtime default)')
     parser.add_argument('--registration', default='resize', choices=REGISTRATION_MODES,
                         help='how IR is brought into the visible frame (default: resize)')
@@ -81,11 +85,12 @@ def run(args: argparse.Namespace) -> int:
     low, high = args.ir_range if args.ir_range else (0.0, None)
     try:
         pipeline = FusionPipeline.from_model(
-            args.model, backend=args.backend, threads=args.threads,
+            args.model, backend=args.backend,
             registration=make_registration(args.registration, args.homography),
-            ir_gain=IrGain(args.ir_gain, low, high, tuple(args.ir_percentiles)))
+            ir_gain=IrGain(args.ir_gain, low, high, tuple(args.ir_percentiles)),
+            options=BackendOptions(threads=args.threads, precision=args.precision))
         report = fuse_folders(pipeline, args.ir, args.vis, args.out, progress=not args.quiet)
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError, ImportError, RuntimeError) as err:
         print(f'fusion-ros fuse: error: {err}', file=sys.stderr)
         return 2
     for name in report.unpaired:

@@ -51,3 +51,11 @@ def test_missing_folder_and_bad_homography_exit_2(exported, tmp_path, capsys):
             '--model', str(exported[0]), '--registration', 'homography', '--homography', *['0'] * 9]
     assert main(args) == 2
     assert 'singular' in capsys.readouterr().err.lower()
+
+
+def test_unavailable_backend_is_a_clear_error(tmp_path, capsys):
+    # Real behaviour of this machine: TensorRT is not installed.
+    code = main(['fuse', '--ir', str(PAIRS / 'ir'), '--vis', str(PAIRS / 'vi'), '--out', str(tmp_path),
+                 '--backend', 'tensorrt', '--quiet'])
+    assert code == 2 and 'needs the TensorRT Python bindings' in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
