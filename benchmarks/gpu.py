@@ -59,11 +59,11 @@ def sample(hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     return cv2.resize(ir, size, interpolation=cv2.INTER_AREA), cv2.resize(vis, size, interpolation=cv2.INTER_AREA)
 
 
-def model_only(pipeline: FusionPipeline, ir: np.ndarray, vis: np.ndarray, runs: int) -> dict:
+def model_only(pipeline: FusionPipeline, ir: np.ndarray, vis: np.ndarray, runs: int, warmup: int) -> dict:
     """Time backend.run alone (the inputs are prepared once, as the node's pre-processing is not the model)."""
     ir8, vis_bgr = pipeline.prepare(ir, vis)
     feeds = {'ir': np.ascontiguousarray(ir8), 'visible_bgr': np.ascontiguousarray(vis_bgr)}
-    for _ in range(10):
+    for _ in range(warmup):
         pipeline.backend.run(feeds)
     times = []
     for _ in range(runs):
@@ -101,12 +101,14 @@ def main() -> None:
     parser.add_argument('--precision', choices=('fp16', 'fp32'), default='fp16')
     parser.add_argument('--threads', type=int, default=0, help='CPU threads of CPU backends (0 = default)')
     parser.add_argument('--runs', type=int, default=200)
+    parser.add_argument('--warmup', type=int, default=10, help='untimed calls first (CUDA graph capture, autotuning)')
     parser.add_argument('--duration', type=float, default=10.0)
     parser.add_argument('--rate', type=float, default=250.0)
     parser.add_argument('--no-node', action='store_true', help='model-only numbers')
     parser.add_argument('--out', type=Path, default=REPO / 'benchmarks' / 'results' / 'gpu.json')
     args = parser.parse_args()
-    results = {'machine': machine(), 'model': args.model.name, 'precision': args.precision, 'backends': {}}
+    results = {'machine': machine(), 'model': args.model.name, 'precision': args.precision,
+               'command': 'benchmarks/gpu.py ' + ' '.join(sys.argv[1:]), 'backends': {}}
     for backend in args.backends:
         entry = results['backends'][backend] = {}
         for label in args.sizes:
@@ -120,7 +122,7 @@ def main() -> None:
                 print(f'{backend} {label}: unavailable: {err}', flush=True)
                 continue
             entry[label] = {'describe': pipeline.backend.describe(),
-                            'model_only': model_only(pipeline, ir, vis, args.runs)}
+                            'model_only': model_only(pipeline, ir, vis, args.runs, args.warmup)}
             pipeline.close()
             if not args.no_node:
                 params = {'model_path': str(args.model), 'backend': backend, 'threads': args.threads,
