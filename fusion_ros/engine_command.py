@@ -14,6 +14,8 @@ import argparse
 from pathlib import Path
 import sys
 
+from fusion_ros.tensorrt.engine_cache import DEFAULT_PROFILE
+
 
 def add_parser(subparsers) -> None:
     """Register `build-engine`."""
@@ -22,7 +24,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument('--model', required=True, type=Path, help='ONNX model with its card')
     parser.add_argument('--out', type=Path, help='plan path (default: <model>_<precision>.engine beside it)')
     parser.add_argument('--precision', choices=('fp16', 'fp32'), default='fp16')
-    for name, default in (('min', (240, 320)), ('opt', (480, 640)), ('max', (1080, 1920))):
+    for name, default in (('min', DEFAULT_PROFILE.min_hw), ('opt', DEFAULT_PROFILE.opt_hw),
+                          ('max', DEFAULT_PROFILE.max_hw)):
         parser.add_argument(f'--profile-{name}', type=int, nargs=2, default=default, metavar=('H', 'W'),
                             help=f'{name} image size of the optimisation profile (default {default[0]} {default[1]})')
     parser.add_argument('--workspace-mb', type=int, default=1024, help='builder workspace limit, MiB')

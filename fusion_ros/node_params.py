@@ -15,7 +15,7 @@ from fusion_ros.backends import BackendOptions
 from fusion_ros.color import IR_GAIN_MODES
 from fusion_ros.masks import DEFAULT_PALETTE
 from fusion_ros.registration import REGISTRATION_MODES, make_registration
-from fusion_ros.tensorrt.engine_cache import Profile
+from fusion_ros.tensorrt.engine_cache import DEFAULT_PROFILE, Profile
 
 OUTPUT_ENCODINGS = ('bgr8', 'rgb8', 'mono8')
 BACKENDS = ('onnxruntime', 'tensorrt', 'torch')
@@ -69,10 +69,12 @@ PARAMS = (
     Param('precision', 'fp16', 'tensorrt and torch on CUDA: fp16 | fp32', read_only=True, choices=PRECISIONS),
     Param('engine.path', '', 'TensorRT plan file; empty = <model>_<precision>.engine beside the model',
           read_only=True),
-    Param('engine.profile_min', [240, 320], 'smallest H, W the engine accepts', read_only=True, check=_hw_reason),
-    Param('engine.profile_opt', [480, 640], 'H, W the engine is tuned for (your camera)', read_only=True,
+    Param('engine.profile_min', list(DEFAULT_PROFILE.min_hw), 'smallest H, W the engine accepts', read_only=True,
           check=_hw_reason),
-    Param('engine.profile_max', [1080, 1920], 'largest H, W the engine accepts', read_only=True, check=_hw_reason),
+    Param('engine.profile_opt', list(DEFAULT_PROFILE.opt_hw), 'H, W the engine is tuned for (your camera)',
+          read_only=True, check=_hw_reason),
+    Param('engine.profile_max', list(DEFAULT_PROFILE.max_hw), 'largest H, W the engine accepts', read_only=True,
+          check=_hw_reason),
     Param('engine.workspace_mb', 1024, 'TensorRT builder workspace limit, MiB', read_only=True, low=16, high=65536),
     Param('engine.timing_cache', '', 'TensorRT timing cache file (speeds up rebuilds); empty = none',
           read_only=True),

@@ -16,7 +16,7 @@ from typing import Optional
 
 from fusion_ros.model_card import card_path_for, load_card
 from fusion_ros.tensorrt.builder import BuildSettings, default_plan_path, ensure_engine
-from fusion_ros.tensorrt.engine_cache import Profile, sidecar_path
+from fusion_ros.tensorrt.engine_cache import DEFAULT_PROFILE, Profile, sidecar_path
 
 
 def shipped_models(folder: Path) -> list[Path]:
@@ -30,7 +30,8 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--models', type=Path, default=Path('models'))
     parser.add_argument('--precision', nargs='+', choices=('fp16', 'fp32'), default=['fp16'])
-    parser.add_argument('--profile', type=int, nargs=6, default=(240, 320, 480, 640, 1080, 1920),
+    parser.add_argument('--profile', type=int, nargs=6,
+                        default=(*DEFAULT_PROFILE.min_hw, *DEFAULT_PROFILE.opt_hw, *DEFAULT_PROFILE.max_hw),
                         metavar='N', help='min H W, opt H W, max H W')
     parser.add_argument('--workspace-mb', type=int, default=1024)
     parser.add_argument('--timing-cache', type=Path, help='shared timing cache file (speeds up later builds)')

@@ -40,7 +40,7 @@ from fusion_ros.color import (B_FROM_CB, CB_SCALE, CR_SCALE, G_FROM_CB, G_FROM_C
                               bgr_to_ycrcb,
                               to_unit)
 from fusion_ros.imageio import pair_folders, read_ir, read_visible
-from fusion_ros.model_card import ModelCard, TensorSpec, card_path_for, save_card, sha256_of
+from fusion_ros.model_card import card_path_for, load_card, ModelCard, save_card, sha256_of, TensorSpec
 from fusion_ros.pipeline import visible_to_bgr
 from fusion_ros.registration import make_registration, register_ir
 from fusion_ros.mask_io import BOX_CLASSES, SALIENCY_CLASSES
@@ -379,10 +379,11 @@ def main(argv: Optional[list[str]] = None) -> None:
     args = parser.parse_args(argv)
     uint8_path, float_path = export(args.checkpoint, args.out, args.samples, args.opset, args.metrics,
                                     notes=args.notes)
-    segmenter = uint8_path.with_name(uint8_path.stem + '_segmenter.onnx')
-    for path in (uint8_path, float_path, segmenter):
-        if path.is_file():
-            print(f'wrote {path} ({path.stat().st_size / 1024:.0f} KiB) and {card_path_for(path).name}')
+    written = [uint8_path, float_path]
+    if (load_card(uint8_path).mask or {}).get('kind') == 'classes':     # a joint run also wrote its segmenter
+        written.append(uint8_path.with_name(uint8_path.stem + '_segmenter.onnx'))
+    for path in written:
+        print(f'wrote {path} ({path.stat().st_size / 1024:.0f} KiB) and {card_path_for(path).name}')
 
 
 if __name__ == '__main__':

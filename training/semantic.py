@@ -117,9 +117,10 @@ class JointTrainer:
         torch.set_rng_state(ckpt['torch_rng'])
 
     def _total_steps(self) -> int:
-        """Fusion + segmenter steps done so far, for logs."""
-        per_stage = self.config.fusion_steps + self.config.seg_steps
-        return self.stage * per_stage + (self.config.fusion_steps if self.phase == 'segmenter' else 0) + self.step
+        """Fusion + segmenter steps run so far, for logs (stage 0's fusion phase is skipped with init_from)."""
+        c = self.config
+        position = self.stage * (c.fusion_steps + c.seg_steps) + (c.fusion_steps if self.phase == 'segmenter' else 0)
+        return position + self.step - (c.fusion_steps if c.init_from else 0)
 
     def _semantic_loss(self, fused: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
         """L_sem of the current segmenter with the config's loss kind and class weights."""

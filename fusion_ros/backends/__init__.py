@@ -1,12 +1,12 @@
 """Inference backends behind one interface; heavy imports happen only when a backend is chosen."""
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
 from fusion_ros.backends.base import Backend
 from fusion_ros.model_card import ModelCard
-from fusion_ros.tensorrt.engine_cache import Profile
+from fusion_ros.tensorrt.engine_cache import DEFAULT_PROFILE, Profile
 
 
 @dataclass(frozen=True)
@@ -23,7 +23,7 @@ class BackendOptions:
     device: str = 'auto'
     cuda_graphs: bool = True
     engine_path: Optional[Path] = None
-    engine_profile: Profile = field(default_factory=lambda: Profile((240, 320), (480, 640), (1080, 1920)))
+    engine_profile: Profile = DEFAULT_PROFILE
     engine_workspace_mb: int = 1024
     engine_timing_cache: Optional[Path] = None
     engine_allow_rebuild: bool = True

@@ -18,8 +18,8 @@ from typing import Any, Callable, Optional
 
 from fusion_ros.model_card import load_card, ModelCard, sha256_of
 from fusion_ros.tensorrt.cuda_memory import CudaRuntime
-from fusion_ros.tensorrt.engine_cache import (CacheDecision, decide, EngineKey, key_to_dict, Profile,
-                                              sidecar_path)
+from fusion_ros.tensorrt.engine_cache import (CacheDecision, decide, DEFAULT_PROFILE, EngineKey, key_to_dict,
+                                              Profile, sidecar_path)
 
 
 class EngineBuildError(RuntimeError):
@@ -31,7 +31,7 @@ class BuildSettings:
     """What a build is asked for (config/fusion.yaml `engine.*` parameters)."""
 
     precision: str = 'fp16'
-    profile: Profile = Profile((240, 320), (480, 640), (1080, 1920))
+    profile: Profile = DEFAULT_PROFILE
     workspace_mb: int = 1024
     timing_cache: Optional[Path] = None
 

@@ -33,6 +33,10 @@ class Profile:
                 raise ValueError(f'profile {name} must satisfy 0 < min <= opt <= max, got {low}, {opt}, {high}')
 
 
+# The default optimisation profile: 320x240 up to 1920x1080, tuned for 640x480 cameras.
+DEFAULT_PROFILE = Profile((240, 320), (480, 640), (1080, 1920))
+
+
 @dataclass(frozen=True)
 class EngineKey:
     """Everything a plan depends on; two plans with equal keys are interchangeable."""
