@@ -135,3 +135,17 @@ def test_plain_weighted_cross_entropy_option():
     assert float(unlabelled) == 0.0
     config = config_from_dict({'seg_ohem': False, 'seg_class_weights': [0.2, 1, 1, 1]})
     assert config.seg_class_weights == [0.2, 1, 1, 1] and config.seg_ohem is False
+
+
+def test_init_from_makes_the_checkpoint_stage_0_and_counts_only_steps_run(tmp_path):
+    from training.checkpoint import save_checkpoint
+    from training.models.seafusion import SeAFusion
+    torch.manual_seed(1)
+    content = SeAFusion()
+    save_checkpoint(tmp_path / 'content.pt', {'model': content.state_dict()})
+    trainer = JointTrainer(tiny(tmp_path, 'run', init_from=str(tmp_path / 'content.pt'), stages=1))
+    assert (trainer.stage, trainer.phase, trainer._total_steps()) == (0, 'segmenter', 0)
+    for key, value in content.state_dict().items():
+        torch.testing.assert_close(trainer.fusion.state_dict()[key], value)
+    trainer.run()
+    assert load_checkpoint(tmp_path / 'run' / 'last.pt')['step'] == 3              # 3 segmenter steps, no fusion
