@@ -33,6 +33,7 @@ from rig import NodeRig, percentiles, REPO  # noqa: E402
 from fusion_ros.backends import BackendOptions  # noqa: E402
 from fusion_ros.imageio import read_ir, read_visible  # noqa: E402
 from fusion_ros.pipeline import FusionPipeline  # noqa: E402
+from fusion_ros.tensorrt.engine_cache import DEFAULT_PROFILE, Profile  # noqa: E402
 
 SIZES = {'640x480': (480, 640), '1280x720': (720, 1280)}
 
@@ -113,8 +114,11 @@ def main() -> None:
         entry = results['backends'][backend] = {}
         for label in args.sizes:
             ir, vis = sample(SIZES[label])
-            profile_opt = list(SIZES[label])
-            options = BackendOptions(threads=args.threads, precision=args.precision)
+            # one profile per size for model-only and node runs alike, so a TensorRT plan is built once per size
+            profile = Profile(DEFAULT_PROFILE.min_hw, SIZES[label], DEFAULT_PROFILE.max_hw)
+            plan = args.model.with_name(f'{args.model.stem}_{args.precision}_{label}.engine')
+            options = BackendOptions(threads=args.threads, precision=args.precision, engine_profile=profile,
+                                     engine_path=plan)
             try:
                 pipeline = FusionPipeline.from_model(args.model, backend=backend, options=options)
             except (ImportError, ValueError, RuntimeError, FileNotFoundError) as err:
@@ -126,7 +130,8 @@ def main() -> None:
             pipeline.close()
             if not args.no_node:
                 params = {'model_path': str(args.model), 'backend': backend, 'threads': args.threads,
-                          'precision': args.precision, 'engine.profile_opt': profile_opt,
+                          'precision': args.precision, 'engine.profile_opt': list(SIZES[label]),
+                          'engine.path': str(options.engine_path),
                           'pairing.mode': 'latest'}
                 entry[label]['node'] = node_run(params, ir, vis, args.rate, args.duration)
             print(f'{backend} {label}: ' + json.dumps(entry[label]), flush=True)

@@ -39,12 +39,12 @@ class SegmenterRunner:
         return self.backend.run({'luma': np.ascontiguousarray(luma)})['classes']
 
 
-def _luma(path: Path, shape: tuple[int, int]) -> np.ndarray:
-    """Gray uint8 (BT.601 weights, like the fusion Y) in the mask's geometry."""
+def _luma(path: Path, shape: Optional[tuple[int, int]] = None) -> np.ndarray:
+    """Gray uint8 (BT.601 weights, like the fusion Y), resized to shape when one is given and differs."""
     image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
     if image is None:
         raise ValueError(f'cannot read image {path}')
-    if image.shape != shape:
+    if shape is not None and image.shape != shape:
         image = cv2.resize(image, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
     return image
 
@@ -67,11 +67,13 @@ def segmentation_scores(segmenter: SegmenterRunner, inputs: dict[str, Path], mas
                          f'{", ".join(f"{k}={v}" for k, v in inputs.items())}')
     n = len(segmenter.classes)
     matrices = {name: np.zeros((n, n), np.int64) for name in inputs}
+    first = next(iter(inputs))      # its geometry is the masks' (the visible frame)
     for stem in tqdm(usable, desc='segmentation', disable=not progress, dynamic_ncols=True):
-        shape = cv2.imread(str(listed[next(iter(inputs))][stem]), cv2.IMREAD_GRAYSCALE).shape
-        truth = read_mask(mask_path(masks_dir, stem, mask_format), mask_format, shape)
+        reference = _luma(listed[first][stem])
+        truth = read_mask(mask_path(masks_dir, stem, mask_format), mask_format, reference.shape)
         for name in inputs:
-            matrices[name] += confusion(segmenter(_luma(listed[name][stem], shape)), truth, n, IGNORE)
+            luma = reference if name == first else _luma(listed[name][stem], reference.shape)
+            matrices[name] += confusion(segmenter(luma), truth, n, IGNORE)
     return {name: {'miou': mean_iou(m), 'images': len(usable),
                    'iou': {c: (None if np.isnan(v) else float(v)) for c, v in zip(segmenter.classes, iou_per_class(m))}}
             for name, m in matrices.items()}

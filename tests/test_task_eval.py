@@ -67,6 +67,10 @@ def test_evaluate_segmenter_errors_are_named(exported, exported_seg, msrs_folder
     segmenter = exported_seg[0].with_name('seafusion_seg_segmenter.onnx')
     assert main(base + ['--segmenter', str(segmenter), '--masks', str(msrs_folders / 'ir')]) == 2
     assert 'no image has a mask in' in capsys.readouterr().err
+    (msrs_folders / 'copy_of_visible' / '00091D.png').write_bytes(b'not a png')
+    assert main(base + ['--segmenter', str(segmenter), '--masks', str(DATA / 'boxes')]) == 2
+    assert 'cannot read image' in capsys.readouterr().err
+    assert (msrs_folders / 'r' / 'summary.json').is_file()          # the metric report was written before
     runner = SegmenterRunner(segmenter, threads=1)
     assert runner(np.zeros((40, 52), np.uint8)).shape == (40, 52)
 

@@ -1,5 +1,6 @@
 """Torch backend on CPU: the training/ networks rebuilt from the exported weights (CUDA paths need a GPU)."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -42,6 +43,9 @@ def test_weights_are_pinned_by_the_card(exported, tmp_path):
     weights_path(copy).write_bytes(weights_path(model).read_bytes() + b'\0')
     with pytest.raises(ValueError, match='does not match the sha256'):
         TorchBackend(copy, card, device='cpu')
+    unpinned = dataclasses.replace(card, provenance={k: v for k, v in card.provenance.items() if k != 'torch_weights'})
+    with pytest.raises(ValueError, match='names no PyTorch weights'):
+        TorchBackend(copy, unpinned, device='cpu')
 
 
 def test_cuda_request_without_cuda_and_bad_precision_are_named(exported):

@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from fusion_ros import __version__
+from fusion_ros.backends.torch_backend import weights_path
 from fusion_ros.color import (B_FROM_CB, CB_SCALE, CR_SCALE, G_FROM_CB, G_FROM_CR, R_FROM_CR, Y_WEIGHTS_RGB,
                               bgr_to_ycrcb,
                               to_unit)
@@ -324,7 +325,7 @@ def export(checkpoint: Path, out: Path, samples_dir: Path, opset: int = 17, metr
                    'date': datetime.now(timezone.utc).isoformat(timespec='seconds'),
                    'torch': torch.__version__, 'onnx': onnx.__version__, 'onnxruntime': ort.__version__},
         'parity': parity,
-        'torch_weights': save_weights(core, method, out.with_suffix('.pt')),
+        'torch_weights': save_weights(core, method, weights_path(out)),
     }
     if metrics:
         provenance['metrics'] = json.loads(Path(metrics).read_text())

@@ -65,8 +65,10 @@ class TorchBackend(Backend):
     def _load(self, model_path: Path):
         """Rebuild the exported wrapper around the saved weights, after checking them against the card."""
         export = _import_training()
-        pinned = self.card.provenance.get('torch_weights', {})
-        path = model_path.parent / pinned['file'] if 'file' in pinned else weights_path(model_path)
+        pinned = self.card.provenance.get('torch_weights')
+        if not pinned:
+            raise ValueError(f'the card of {model_path.name} names no PyTorch weights; re-export the model')
+        path = model_path.parent / pinned['file']
         if not path.is_file():
             raise FileNotFoundError(f'PyTorch weights not found: {path} (written by training.export beside the ONNX)')
         if pinned.get('sha256') != sha256_of(path):

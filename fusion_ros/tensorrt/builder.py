@@ -82,12 +82,11 @@ def _precision(trt: Any, config: Any, precision: str) -> None:
         config.set_flag(trt.BuilderFlag.FP16)
 
 
-def _timing_cache(config: Any, path: Optional[Path]) -> Any:
+def _timing_cache(config: Any, path: Optional[Path]) -> None:
     """Attach a timing cache read from path (empty when new); a mismatched cache is ignored, not fatal."""
     previous = Path(path).read_bytes() if path and Path(path).is_file() else b''
     cache = config.create_timing_cache(previous)
     config.set_timing_cache(cache, True)
-    return cache
 
 
 def build_plan(trt: Any, onnx_path: Path, card: ModelCard, settings: BuildSettings,
