@@ -47,7 +47,7 @@ def bench_eager(ir: np.ndarray, vis: np.ndarray, threads: int, repeats: int) -> 
     """Time the released code's way: the PyTorch module in eager fp32, colour in numpy."""
     try:
         import torch
-        from training.models.seafusion import SeAFusion
+        from fusion_ros.networks.seafusion import SeAFusion
     except ImportError as err:
         return {'skipped': f'torch not installed ({err})'}
     from fusion_ros.color import bgr_to_ycrcb, to_uint8, to_unit, ycrcb_to_bgr

@@ -8,8 +8,8 @@ from training.checkpoint import save_checkpoint
 from training.config import TrainConfig, config_to_dict
 from fusion_ros.mask_io import BOX_CLASSES
 from training.export import export
-from training.models.registry import build_model
-from training.models.segmenter import Segmenter
+from fusion_ros.networks.registry import build_model
+from fusion_ros.networks.segmenter import Segmenter
 
 PAIRS = Path(__file__).parent / 'data' / 'pairs'
 

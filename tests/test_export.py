@@ -10,8 +10,9 @@ import torch
 
 from fusion_ros.color import bgr_to_ycrcb, to_unit
 from fusion_ros.model_card import load_card
-from training.export import FLOAT_TOL, FusionCore, Uint8Graph, export, load_samples
-from training.models.seafusion import SeAFusion
+from fusion_ros.networks.graphs import FusionCore, Uint8Graph
+from fusion_ros.networks.seafusion import SeAFusion
+from training.export import FLOAT_TOL, export, load_samples
 from tests.model_fixtures import PAIRS
 
 

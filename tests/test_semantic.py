@@ -12,7 +12,8 @@ from fusion_ros.tensorrt.onnx_support import check_for_tensorrt
 from training.checkpoint import load_checkpoint
 from training.config import config_from_dict
 from training.data import CropSampler, load_sources
-from training.models.segmenter import ohem_cross_entropy, Segmenter, semantic_loss
+from fusion_ros.networks.segmenter import Segmenter
+from training.losses import ohem_cross_entropy, semantic_loss
 from training.semantic import JointTrainer, seg_lr
 from tests.msrs_fixtures import msrs_source
 
@@ -139,7 +140,7 @@ def test_plain_weighted_cross_entropy_option():
 
 def test_init_from_makes_the_checkpoint_stage_0_and_counts_only_steps_run(tmp_path):
     from training.checkpoint import save_checkpoint
-    from training.models.seafusion import SeAFusion
+    from fusion_ros.networks.seafusion import SeAFusion
     torch.manual_seed(1)
     content = SeAFusion()
     save_checkpoint(tmp_path / 'content.pt', {'model': content.state_dict()})

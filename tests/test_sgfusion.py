@@ -14,8 +14,9 @@ from fusion_ros.tensorrt.onnx_support import check_for_tensorrt
 from training.checkpoint import load_checkpoint
 from training.config import config_from_dict, config_to_dict, DataSource
 from training.data import CropSampler, load_sources
-from training.export import FLOAT_TOL, FusionCore, load_core, load_samples, Uint8Graph
-from training.models.sgfusion import SGFusion
+from fusion_ros.networks.graphs import FusionCore, Uint8Graph
+from fusion_ros.networks.sgfusion import SGFusion
+from training.export import FLOAT_TOL, load_core, load_samples
 from training.objectives import SingleImageTrainer, sgfusion_loss
 from training.train import train
 from tests.model_fixtures import PAIRS

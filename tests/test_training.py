@@ -14,7 +14,7 @@ from training.checkpoint import load_checkpoint
 from training.config import DataSource, config_from_dict, load_config
 from training.data import CropSampler, load_sources, split_holdout
 from training.losses import content_loss
-from training.models.seafusion import SeAFusion
+from fusion_ros.networks.seafusion import SeAFusion
 from training.train import train
 
 PAIRS = Path(__file__).parent / 'data' / 'pairs'

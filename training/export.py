@@ -37,108 +37,19 @@ from torch import nn
 
 from fusion_ros import __version__
 from fusion_ros.backends.torch_backend import weights_path
-from fusion_ros.color import (B_FROM_CB, CB_SCALE, CR_SCALE, G_FROM_CB, G_FROM_CR, R_FROM_CR, Y_WEIGHTS_RGB,
-                              bgr_to_ycrcb,
-                              to_unit)
+from fusion_ros.color import bgr_to_ycrcb, to_unit
 from fusion_ros.imageio import pair_folders, read_ir, read_visible
 from fusion_ros.model_card import card_path_for, load_card, ModelCard, save_card, sha256_of, TensorSpec
 from fusion_ros.pipeline import visible_to_bgr
 from fusion_ros.registration import make_registration, register_ir
 from fusion_ros.mask_io import BOX_CLASSES, SALIENCY_CLASSES
+from fusion_ros.networks.graphs import core_from_weights, FloatGraph, FusionCore, mask_kind, SegmenterGraph, \
+    Uint8Graph
 from training.checkpoint import load_checkpoint
-from training.models.registry import build_model
-from training.models.segmenter import Segmenter
-from training.models.sgfusion import SGFusion
 
 FLOAT_TOL = 1e-5
 UINT8_TOL = 1
 CLASS_TOL = 1e-3   # fraction of pixels whose class may flip where two logits tie within float error
-
-
-class FusionCore(nn.Module):
-    """
-    A fusion network plus whatever gives its mask: (visible_y, ir) -> (fused_y[, mask]).
-
-    The mask is SGFusion's saliency (float in [0, 1]) or the class ids (int64) of a
-    segmenter applied to the fused luminance (SeAFusion trained with its semantic loss).
-    """
-
-    def __init__(self, net: nn.Module, segmenter: Optional[nn.Module] = None):
-        super().__init__()
-        self.net = net
-        self.segmenter = segmenter
-
-    def forward(self, visible_y: torch.Tensor, ir: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        out = self.net(visible_y, ir)
-        if isinstance(out, tuple):
-            return out
-        if self.segmenter is not None:
-            return out, self.segmenter(out)[0].argmax(1, keepdim=True)
-        return (out,)
-
-
-def mask_kind(core: FusionCore) -> Optional[str]:
-    """Return 'saliency', 'classes' or None: what the core's second output holds."""
-    if core.segmenter is not None:
-        return 'classes'
-    return 'saliency' if isinstance(core.net, SGFusion) else None
-
-
-def _mask_to_uint8(mask: torch.Tensor) -> torch.Tensor:
-    """Saliency becomes 0..255, class ids stay ids; the Cast is the graph's last op (TensorRT's uint8 rule)."""
-    if mask.is_floating_point():
-        mask = torch.round(mask.clamp(0.0, 1.0) * 255.0)
-    return mask.to(torch.uint8)
-
-
-class FloatGraph(nn.Module):
-    """(visible_y, ir) -> fused_y [, saliency float | classes uint8], all (N, 1, H, W)."""
-
-    def __init__(self, core: FusionCore):
-        super().__init__()
-        self.core = core
-
-    def forward(self, visible_y: torch.Tensor, ir: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        out = self.core(visible_y, ir)
-        if len(out) == 2 and not out[1].is_floating_point():
-            return out[0], out[1].to(torch.uint8)
-        return out
-
-
-class Uint8Graph(nn.Module):
-    """
-    (ir (H, W) uint8, visible_bgr (H, W, 3) uint8) -> fused_bgr (H, W, 3) uint8 [, mask (H, W) uint8].
-
-    Same maths as fusion_ros.color, so the numpy pipeline is its reference.
-    """
-
-    def __init__(self, core: FusionCore):
-        super().__init__()
-        self.core = core
-
-    def forward(self, ir: torch.Tensor, visible_bgr: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        bgr = visible_bgr.to(torch.float32) / 255.0
-        b, g, r = bgr[..., 0], bgr[..., 1], bgr[..., 2]
-        y = Y_WEIGHTS_RGB[0] * r + Y_WEIGHTS_RGB[1] * g + Y_WEIGHTS_RGB[2] * b
-        dr, db = CR_SCALE * (r - y), CB_SCALE * (b - y)  # Cr - 0.5 and Cb - 0.5
-        out = self.core(y[None, None], (ir.to(torch.float32) / 255.0)[None, None])
-        fy = out[0][0, 0]
-        fused = torch.stack([fy + B_FROM_CB * db, fy - G_FROM_CR * dr - G_FROM_CB * db, fy + R_FROM_CR * dr], dim=-1)
-        fused = torch.round(fused.clamp(0.0, 1.0) * 255.0).to(torch.uint8)
-        return (fused, _mask_to_uint8(out[1][0, 0])) if len(out) == 2 else (fused,)
-
-
-class SegmenterGraph(nn.Module):
-    """luma (H, W) uint8 -> classes (H, W) uint8: the segmenter alone, for task-driven evaluation."""
-
-    def __init__(self, segmenter: nn.Module):
-        super().__init__()
-        self.segmenter = segmenter
-
-    def forward(self, luma: torch.Tensor) -> torch.Tensor:
-        logits = self.segmenter((luma.to(torch.float32) / 255.0)[None, None])[0]
-        return logits.argmax(1)[0].to(torch.uint8)
-
 
 MASK_SPECS = {
     'saliency': ('saliency', 'saliency of the fused scene (SGFusion saliency decoder)', SALIENCY_CLASSES),
@@ -256,20 +167,6 @@ def holdout_names(run_dir: Path) -> list[str]:
     """Return the held-out pair names a training run recorded, so the card says what was never trained on."""
     path = Path(run_dir) / 'val_names.txt'
     return path.read_text().split() if path.is_file() else []
-
-
-def core_from_weights(weights: dict) -> FusionCore:
-    """Build a frozen, eval-mode FusionCore from {'method', 'model'[, 'segmenter', 'classes']} state dicts."""
-    net = build_model(weights['method'])
-    net.load_state_dict(weights['model'])
-    segmenter = None
-    if weights.get('segmenter') is not None:
-        segmenter = Segmenter(len(weights['classes']))
-        segmenter.load_state_dict(weights['segmenter'])
-    core = FusionCore(net, segmenter).eval().float()
-    for p in core.parameters():
-        p.requires_grad_(False)
-    return core
 
 
 def load_core(checkpoint: Path) -> tuple[FusionCore, dict]:

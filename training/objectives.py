@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from training.config import TrainConfig
 from training.data import IGNORE
 from training.losses import content_loss
-from training.models.sgfusion import MULTIPLE
+from fusion_ros.networks.sgfusion import MULTIPLE
 
 Loss = tuple[torch.Tensor, dict[str, float]]
 

@@ -31,9 +31,9 @@ from fusion_ros.segmentation_metrics import confusion, iou_per_class, mean_iou
 from training.checkpoint import load_checkpoint, save_checkpoint
 from training.config import config_to_dict, parse_command_line, TrainConfig
 from training.data import CropSampler, IGNORE, Pair, load_sources, split_holdout
-from training.losses import content_loss
-from training.models.registry import build_model
-from training.models.segmenter import Segmenter, semantic_loss
+from training.losses import content_loss, semantic_loss
+from fusion_ros.networks.registry import build_model
+from fusion_ros.networks.segmenter import Segmenter
 from training.objectives import objective_for
 from training.train import append_csv, cosine_lr, validate
 

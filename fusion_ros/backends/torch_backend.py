@@ -1,13 +1,13 @@
 """
-PyTorch backend: the training/ networks themselves, for GPUs without TensorRT (and for CPUs).
+PyTorch backend: the fusion networks themselves (fusion_ros.networks), for GPUs without TensorRT (and for CPUs).
 
 It rebuilds the graph the card describes (uint8 end-to-end or float) from
-training.export's wrappers and the weights saved beside the ONNX file
+fusion_ros.networks (the wrappers training.export exported) and the weights saved beside the ONNX file
 (``<model>.pt``, pinned by sha256 in the card), so it computes exactly what
 was exported. On CUDA it runs under fp16 autocast and, for a fixed input size,
 replays a captured CUDA graph (re-captured when the size changes); on CPU it
-runs eagerly in fp32. The training/ package must be importable: it is in a
-source checkout (run from the repository root or put it on PYTHONPATH).
+runs eagerly in fp32. It needs torch and nothing from training/, so it works
+from a colcon install space.
 """
 
 from pathlib import Path
@@ -24,16 +24,6 @@ PRECISIONS = ('fp16', 'fp32')
 def weights_path(model_path: Path) -> Path:
     """Return where export writes the PyTorch weights of a uint8 graph (its float twin's card names the same file)."""
     return Path(model_path).with_suffix('.pt')
-
-
-def _import_training():
-    """training.export, with the reason it is needed when it is not importable."""
-    try:
-        from training import export
-    except ImportError as err:
-        raise ImportError('backend "torch" runs the networks of the repository\'s training/ package, which is not '
-                          f'importable here ({err}); run from a source checkout or add it to PYTHONPATH') from None
-    return export
 
 
 class TorchBackend(Backend):
@@ -64,7 +54,7 @@ class TorchBackend(Backend):
 
     def _load(self, model_path: Path):
         """Rebuild the exported wrapper around the saved weights, after checking them against the card."""
-        export = _import_training()
+        from fusion_ros.networks.graphs import core_from_weights, FloatGraph, Uint8Graph
         pinned = self.card.provenance.get('torch_weights')
         if not pinned:
             raise ValueError(f'the card of {model_path.name} names no PyTorch weights; re-export the model')
@@ -73,8 +63,8 @@ class TorchBackend(Backend):
             raise FileNotFoundError(f'PyTorch weights not found: {path} (written by training.export beside the ONNX)')
         if pinned.get('sha256') != sha256_of(path):
             raise ValueError(f'{path} does not match the sha256 in the card of {model_path.name}; re-export the model')
-        core = export.core_from_weights(self.torch.load(path, map_location='cpu', weights_only=True))
-        return (export.Uint8Graph if self.card.graph == 'uint8' else export.FloatGraph)(core).eval()
+        core = core_from_weights(self.torch.load(path, map_location='cpu', weights_only=True))
+        return (Uint8Graph if self.card.graph == 'uint8' else FloatGraph)(core).eval()
 
     def _forward(self, tensors: list):
         """One forward pass under inference mode (and fp16 autocast on CUDA)."""

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from training.models.layers import ConvLReLU, conv3x3
+from fusion_ros.networks.layers import ConvLReLU, conv3x3
 
 CHANNELS = (16, 32, 64, 128)
 MULTIPLE = 2 ** (len(CHANNELS) - 1)   # input sides are reflect-padded to a multiple of this

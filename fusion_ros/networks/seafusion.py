@@ -10,7 +10,7 @@ count as the authors' released checkpoint.
 import torch
 from torch import nn
 
-from training.models.layers import ConvLReLU, SobelMagnitude, conv3x3
+from fusion_ros.networks.layers import ConvLReLU, SobelMagnitude, conv3x3
 
 
 class GRDB(nn.Module):

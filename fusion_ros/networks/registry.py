@@ -2,8 +2,8 @@
 
 from torch import nn
 
-from training.models.seafusion import SeAFusion
-from training.models.sgfusion import SGFusion
+from fusion_ros.networks.seafusion import SeAFusion
+from fusion_ros.networks.sgfusion import SGFusion
 
 MODELS = {'seafusion': SeAFusion, 'sgfusion': SGFusion}
 

@@ -1,1 +1,0 @@
-"""Fusion networks of the source papers, rebuilt from methods.md."""
