@@ -14,10 +14,10 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+from fusion_ros.networks.sgfusion import MULTIPLE
 from training.config import TrainConfig
 from training.data import IGNORE
 from training.losses import content_loss
-from fusion_ros.networks.sgfusion import MULTIPLE
 
 Loss = tuple[torch.Tensor, dict[str, float]]
 

@@ -27,13 +27,13 @@ from torch import nn
 from tqdm import tqdm
 
 from fusion_ros.mask_io import BOX_CLASSES
+from fusion_ros.networks.registry import build_model
+from fusion_ros.networks.segmenter import Segmenter
 from fusion_ros.segmentation_metrics import confusion, iou_per_class, mean_iou
 from training.checkpoint import load_checkpoint, save_checkpoint
 from training.config import config_to_dict, parse_command_line, TrainConfig
 from training.data import CropSampler, IGNORE, Pair, load_sources, split_holdout
 from training.losses import content_loss, semantic_loss
-from fusion_ros.networks.registry import build_model
-from fusion_ros.networks.segmenter import Segmenter
 from training.objectives import objective_for
 from training.train import append_csv, cosine_lr, validate
 

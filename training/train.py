@@ -24,10 +24,10 @@ from tqdm import tqdm
 
 from fusion_ros import metrics
 from fusion_ros.color import bgr_to_ycrcb, to_uint8, to_unit, ycrcb_to_bgr
+from fusion_ros.networks.registry import build_model
 from training.checkpoint import load_checkpoint, save_checkpoint
 from training.config import config_to_dict, parse_command_line, TrainConfig
 from training.data import CropSampler, IGNORE, Pair, load_sources, split_holdout
-from fusion_ros.networks.registry import build_model
 from training.objectives import Objective, fused_luma, objective_for
 
 
