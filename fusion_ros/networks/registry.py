@@ -2,10 +2,11 @@
 
 from torch import nn
 
+from fusion_ros.networks.refusion import ReFusion
 from fusion_ros.networks.seafusion import SeAFusion
 from fusion_ros.networks.sgfusion import SGFusion
 
-MODELS = {'seafusion': SeAFusion, 'sgfusion': SGFusion}
+MODELS = {'seafusion': SeAFusion, 'sgfusion': SGFusion, 'refusion': ReFusion}
 
 
 def build_model(method: str) -> nn.Module:
