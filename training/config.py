@@ -56,6 +56,8 @@ class TrainConfig:
     seg_lr: float = 0.01            # SGD; heads run at 10x
     seg_ohem: bool = True           # OHEM cross-entropy (the paper's); False: plain cross-entropy
     seg_class_weights: list[float] = field(default_factory=list)   # per-class CE weights; [] = none
+    # ReFusion meta-learning (training.refusion); ignored elsewhere
+    inner_lr: float = 0.01          # lr of the inner, differentiable SGD step of F that gives F'
     out_dir: str = 'runs/seafusion'
 
 
