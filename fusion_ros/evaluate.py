@@ -9,7 +9,8 @@ be set beside published tables. Several methods can be compared at once
 mean fusions of the sources (--baselines), which every learned method should
 beat. Missing partners and unreadable files are reported and skipped. With
 --segmenter and --masks it also runs the task-driven evaluation: mIoU of one
-segmenter on the visible, infrared and every fused image (fusion_ros.task_eval).
+segmenter on the visible, infrared and every fused image (fusion_ros.task_eval). With --boxes
+it reports how much of each labelled target's contrast every method keeps (fusion_ros.target_contrast).
 
 Writes per_image.csv (main method), per_image_<method>.csv (the others),
 summary.json, summary.md and one cdf_<metric>.png per metric.
@@ -33,9 +34,11 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from fusion_ros import target_contrast
 from fusion_ros.imageio import list_images, pair_folders, read_image, write_bytes_atomic
 from fusion_ros.mask_io import MASK_FORMATS
 from fusion_ros.metrics import compute_all, METRIC_NAMES
+from fusion_ros.plots import plot_cdfs
 from fusion_ros.task_eval import SegmenterRunner, segmentation_markdown, segmentation_scores, \
     write_segmentation_report
 
@@ -175,30 +178,6 @@ def _markdown(summary: Summary) -> str:
     return '\n'.join(lines) + f'\n\n{NOTE}\n'
 
 
-def _plot_cdfs(per_method: dict[str, list[float]], metric: str, path: Path) -> None:
-    """Empirical CDF of one metric, all methods overlaid: shows spread and outliers that a mean hides."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg  # Agg canvas: no display, global backend untouched
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(6.4, 4.4), dpi=100)
-    FigureCanvasAgg(figure)
-    axes = figure.add_subplot()
-    for method, values in per_method.items():
-        finite = np.sort(np.array([v for v in values if math.isfinite(v)], dtype=np.float64))
-        if finite.size:
-            fraction = np.arange(0, finite.size + 1) / finite.size  # starts at 0 so the first jump is visible
-            axes.step(np.concatenate([finite[:1], finite]), fraction, where='post', label=f'{method} (n={finite.size})')
-    axes.set_xlabel(metric)
-    axes.set_ylabel('fraction of images ≤ value')
-    axes.set_ylim(0, 1.02)
-    axes.set_title(f'{metric}: empirical CDF over images')
-    axes.grid(True, alpha=0.3)
-    if axes.get_legend_handles_labels()[0]:
-        axes.legend(loc='best', fontsize='small')
-    figure.tight_layout()
-    figure.savefig(path, format='png')
-
-
 def _file_label(method: str) -> str:
     """Make a method label safe as part of a file name (labels come from the command line)."""
     return re.sub(r'[^A-Za-z0-9._-]+', '_', method).strip('.') or 'method'
@@ -273,7 +252,7 @@ def evaluate_folders(methods: dict[str, Path], ir_dir: Path, vis_dir: Path, out_
     _write_text_atomic(out_dir / 'summary.json', json.dumps(summary, indent=2, allow_nan=False) + '\n')
     _write_text_atomic(out_dir / 'summary.md', _markdown(summary))
     for metric in METRIC_NAMES:
-        _plot_cdfs({m: [v[metric] for _, v in rows[m]] for m in labels}, metric, out_dir / f'cdf_{metric}.png')
+        plot_cdfs({m: [v[metric] for _, v in rows[m]] for m in labels}, metric, out_dir / f'cdf_{metric}.png')
     return summary
 
 
@@ -306,6 +285,9 @@ def add_parser(subparsers) -> None:
     task.add_argument('--masks', type=Path, help='folder of ground-truth masks named like the visible images')
     task.add_argument('--mask-format', default='yolo_boxes', choices=MASK_FORMATS,
                       help='yolo_boxes: MSRS detection boxes; msrs_labels: MSRS 9-class PNGs; ecssd: 0/255 PNGs')
+    targets = parser.add_argument_group('target contrast (do labelled people and vehicles stay distinct?)')
+    targets.add_argument('--boxes', type=Path, help='folder of YOLO box files (class cx cy w h) named like the '
+                         'visible images, e.g. msrs/boxes: writes target_contrast.{json,md,csv} and its CDF')
     parser.set_defaults(func=run)
 
 
@@ -331,11 +313,17 @@ def run(args: argparse.Namespace) -> int:
             scores = segmentation_scores(segmenter, {'visible': args.vis, 'infrared': args.ir, **methods},
                                          args.masks, args.mask_format, progress=not args.quiet)
             write_segmentation_report(scores, args.out, args.segmenter, args.masks)
+        if args.boxes:
+            rows = target_contrast.target_contrast_rows(methods, args.ir, args.vis, args.boxes,
+                                                        baselines=args.baselines, progress=not args.quiet)
+            contrast = target_contrast.write_report(rows, args.out, args.boxes)
     except (ValueError, FileNotFoundError) as err:
         print(f'fusion-ros evaluate: error: {err}', file=sys.stderr)
         return 2
     print(_markdown(summary), end='')
     if segmenter:
         print(segmentation_markdown(scores), end='')
+    if args.boxes:
+        print('\nTarget contrast retention\n\n' + target_contrast.markdown(contrast), end='')
     print(f'reports written to {args.out}')
     return 0

@@ -56,12 +56,16 @@ def boxes_to_mask(boxes: list[tuple[int, float, float, float, float]], height: i
     """
     mask = np.zeros((height, width), np.uint8)
     for cls, cx, cy, w, h in sorted(boxes, key=lambda b: -b[3] * b[4]):
-        x0 = int(np.clip(round((cx - w / 2) * width), 0, width))
-        x1 = int(np.clip(round((cx + w / 2) * width), 0, width))
-        y0 = int(np.clip(round((cy - h / 2) * height), 0, height))
-        y1 = int(np.clip(round((cy + h / 2) * height), 0, height))
+        y0, y1, x0, x1 = box_to_pixels(cx, cy, w, h, height, width)
         mask[y0:y1, x0:x1] = cls + 1
     return mask
+
+
+def box_to_pixels(cx: float, cy: float, w: float, h: float, height: int, width: int) -> tuple[int, int, int, int]:
+    """Return the (y0, y1, x0, x1) pixel slice bounds of a normalised box, clipped to the image."""
+    def edge(centre: float, size: float, sign: int, extent: int) -> int:
+        return int(np.clip(round((centre + sign * size / 2) * extent), 0, extent))
+    return edge(cy, h, -1, height), edge(cy, h, 1, height), edge(cx, w, -1, width), edge(cx, w, 1, width)
 
 
 def _read_png(path: Path) -> np.ndarray:
