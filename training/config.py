@@ -42,6 +42,11 @@ class TrainConfig:
     min_lr: float = 1e-5
     texture_weight: float = 10.0
     saliency_weight: float = 1.0    # SGFusion: weight of the BCE term beside reconstruction
+    # Target-aware SeAFusion (objective seafusion_target, training.losses.target_losses)
+    target_follow_weight: float = 1.0   # |F - better source| on targets and their ring
+    target_keep_weight: float = 1.0     # hinge on lost target contrast
+    target_ring: int = 8                # ring width in pixels around the target pixels
+    target_crops: float = 0.0           # fraction of each batch's crops drawn around a labelled target
     log_every: int = 25
     val_every: int = 500
     ckpt_every: int = 250
@@ -58,6 +63,7 @@ class TrainConfig:
     seg_class_weights: list[float] = field(default_factory=list)   # per-class CE weights; [] = none
     # ReFusion meta-learning (training.refusion); ignored elsewhere
     inner_lr: float = 0.01          # lr of the inner, differentiable SGD step of F that gives F'
+    meta_every: int = 1             # P's meta update every k-th step (F and R step every step)
     out_dir: str = 'runs/seafusion'
 
 
