@@ -24,10 +24,11 @@ from fusion_ros import codec
 from fusion_ros.backends.base import BackendError
 from fusion_ros.mailbox import Mailbox
 from fusion_ros.masks import colorize_mask, overlay_ids
-from fusion_ros.node_params import backend_options, PARAMS, validate, validate_all
-from fusion_ros.pairing import IR, VISIBLE, make_pairer
+from fusion_ros.node_params import backend_options, BY_NAME, PARAMS, validate, validate_all
+from fusion_ros.pairing import IR, make_pairer, STREAM_NAMES, VISIBLE
 from fusion_ros.pipeline import FusionPipeline, IrGain
 from fusion_ros.registration import make_registration
+from fusion_ros.stamps import StampGuard, StampVerdict
 from fusion_ros.stats import NodeStats
 
 
@@ -80,7 +81,7 @@ class FusionNode(LifecycleNode):
         self._worker: Optional[threading.Thread] = None
         self._subs: list = []
         self._pubs: dict[str, Any] = {}
-        self._last_stamp = [None, None]
+        self._stamps = StampGuard(int(BY_NAME['pairing.clock_jump_threshold'].default * 1e9))
         self._camera_info: Optional[CameraInfo] = None
         self._diag_timer = None
         self._diag_pub = None
@@ -120,6 +121,7 @@ class FusionNode(LifecycleNode):
             with self._pair_lock:
                 self.pairer = make_pairer(*pairing)
             self._pairing_settings = pairing
+        self._stamps.jump_threshold_ns = int(values['pairing.clock_jump_threshold'] * 1e9)
         self.output_encoding = values['output_encoding']
         self.mask_style = (values['mask.alpha'], np.array(values['mask.palette'], np.uint8).reshape(-1, 3))
 
@@ -158,6 +160,9 @@ class FusionNode(LifecycleNode):
             self._subscribe(Image, 'ir/image', lambda m: self._on_image(IR, m), in_qos),
             self._subscribe(Image, 'visible/image', lambda m: self._on_image(VISIBLE, m), in_qos),
             self._subscribe(CameraInfo, 'visible/camera_info', self._on_camera_info, in_qos)]
+        with self._pair_lock:      # a new session: frames queued or stamps seen before do not count
+            self._stamps.reset()
+            self.pairer.reset()
         self.mailbox.reopen()
         self._worker = threading.Thread(target=self._inference_loop, name='fusion_inference', daemon=True)
         self._worker.start()
@@ -223,13 +228,22 @@ class FusionNode(LifecycleNode):
     def _on_image(self, stream: int, msg: Image) -> None:
         stamp = stamp_ns(msg)
         self.stats.frame_in(stream)
-        last = self._last_stamp[stream]
-        if last is not None and stamp < last:
-            self._reject(f'{("ir", "visible")[stream]} stamp went backwards by {(last - stamp) / 1e6:.1f} ms')
-            return
-        self._last_stamp[stream] = stamp
+        pair = None
         with self._pair_lock:
-            pair = self.pairer.add(stream, stamp, msg)
+            check = self._stamps.check(stream, stamp)
+            if check.verdict is StampVerdict.JUMP:
+                self.pairer.reset()
+            if check.verdict in (StampVerdict.ACCEPT, StampVerdict.JUMP):
+                pair = self.pairer.add(stream, stamp, msg)
+        name = STREAM_NAMES[stream]
+        if check.verdict is StampVerdict.JUMP:
+            self.stats.clock_jumps += 1
+            self.get_logger().warning(f'clock jump: {name} stamp went back {check.back_ns / 1e9:.3f} s; pairing and '
+                                      'stamp tracking restarted (bag loop, sim reset or camera clock glitch)')
+        elif check.verdict is StampVerdict.LATE:
+            self._reject(f'{name} frame late: stamp {check.back_ns / 1e6:.1f} ms older than the last one')
+        elif check.verdict is StampVerdict.DUPLICATE:
+            self._reject(f'{name} frame duplicated: same stamp as the last one')
         if pair is not None:
             self.stats.pair_formed()
             if self.mailbox.put(pair):

@@ -86,6 +86,9 @@ PARAMS = (
           choices=PAIRING_MODES),
     Param('pairing.slop', 0.02, 'largest |IR - visible| stamp difference of a pair, seconds', low=1e-6, high=10.0),
     Param('pairing.queue_size', 10, 'frames kept per stream while waiting for a partner', low=1, high=1000),
+    Param('pairing.clock_jump_threshold', 1.0, 'a stamp this many seconds (or more) older than its stream\'s last '
+          'one is a clock jump (bag loop, sim reset, glitched camera clock): stamp tracking and pairing restart '
+          'with one WARN; a smaller step back is a late frame and is skipped', low=1e-3, high=1e6),
     Param('registration.mode', 'resize', 'IR into the visible frame: none | resize | homography',
           choices=REGISTRATION_MODES),
     Param('registration.homography', [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0],

@@ -81,6 +81,10 @@ class ApproximatePairer:
         self.stats.record_skew(skew)
         return (item, partner) if stream == IR else (partner, item)
 
+    def reset(self) -> None:
+        """Drop every queued frame (after a clock jump); the counters carry on."""
+        self.queues = ({}, {})
+
 
 class LatestPairer:
     """Pair each visible frame with the newest IR frame seen so far (no common clock needed)."""
@@ -102,6 +106,10 @@ class LatestPairer:
         self.stats.pairs += 1
         self.stats.record_skew(skew)
         return self.latest_ir[1], item
+
+    def reset(self) -> None:
+        """Forget the newest IR frame (after a clock jump); the counters carry on."""
+        self.latest_ir = None
 
 
 def make_pairer(mode: str, queue_size: int, slop_s: float):

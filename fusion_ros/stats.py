@@ -24,7 +24,7 @@ class NodeStats:
         self.started = time.monotonic()
         self.last_pair: Optional[float] = None
         self.pairs = self.dropped = self.rejected = self.inference_failures = self.published_count = 0
-        self.qos_incompatible = 0
+        self.qos_incompatible = self.clock_jumps = 0
         self.frames_received = [0, 0]
         self._failures_seen = 0
 

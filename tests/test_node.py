@@ -1,101 +1,21 @@
 """fusion_node in-process over real rclpy and Fast DDS (localhost only, random domain)."""
 
-import os
-import random
-import threading
-import time
+from diagnostic_msgs.msg import DiagnosticArray
+from lifecycle_msgs.msg import Transition
+from lifecycle_msgs.srv import ChangeState, GetState
+import numpy as np
+import pytest
+from rclpy.lifecycle import TransitionCallbackReturn
+from rclpy.parameter import Parameter
+from sensor_msgs.msg import CameraInfo, Image
 
-os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
-os.environ.setdefault('ROS_DOMAIN_ID', str(random.randint(1, 100)))
+from fusion_ros import codec
+from fusion_ros.pipeline import FusionPipeline
+from tests.model_fixtures import fixed_size_model, threshold_mask_model
+from tests import node_harness
+from tests.node_harness import image_msg, IR, VIS, wait_for
 
-from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
-from lifecycle_msgs.msg import Transition  # noqa: E402
-from lifecycle_msgs.srv import ChangeState, GetState  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import rclpy  # noqa: E402
-from rclpy.executors import MultiThreadedExecutor  # noqa: E402
-from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
-from rclpy.parameter import Parameter  # noqa: E402
-from rclpy.qos import qos_profile_sensor_data  # noqa: E402
-from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
-
-from fusion_ros import codec  # noqa: E402
-from fusion_ros.imageio import read_ir, read_visible  # noqa: E402
-from fusion_ros.node import FusionNode  # noqa: E402
-from fusion_ros.pipeline import FusionPipeline  # noqa: E402
-from tests.model_fixtures import fixed_size_model, PAIRS, threshold_mask_model  # noqa: E402
-
-IR = read_ir(PAIRS / 'ir' / '00091D.png')
-VIS = read_visible(PAIRS / 'vi' / '00091D.png')
-
-
-class Harness:
-    """A FusionNode plus a peer node with publishers and recorders, spun by one executor."""
-
-    def __init__(self, model, **params):
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context)
-        overrides = [Parameter('model_path', value=str(model)), Parameter('threads', value=1)]
-        overrides += [Parameter(k.replace('__', '.'), value=v) for k, v in params.items()]
-        self.node = FusionNode(context=self.context, parameter_overrides=overrides)
-        self.peer = rclpy.create_node('fusion_test_peer', context=self.context)
-        self.received: dict[str, list] = {}
-        self.executor = MultiThreadedExecutor(num_threads=3, context=self.context)
-        self.executor.add_node(self.node)
-        self.executor.add_node(self.peer)
-        threading.Thread(target=self.executor.spin, daemon=True).start()
-        self.pub_ir = self.peer.create_publisher(Image, 'ir/image', qos_profile_sensor_data)
-        self.pub_vis = self.peer.create_publisher(Image, 'visible/image', qos_profile_sensor_data)
-        self.pub_info = self.peer.create_publisher(CameraInfo, 'visible/camera_info', qos_profile_sensor_data)
-
-    def record(self, msg_type, topic):
-        self.received[topic] = []
-        self.peer.create_subscription(msg_type, topic, self.received[topic].append, 10)
-        return self.received[topic]
-
-    def start(self):
-        assert self.node.trigger_configure() == TransitionCallbackReturn.SUCCESS
-        assert self.node.trigger_activate() == TransitionCallbackReturn.SUCCESS
-        assert wait_for(lambda: self.pub_ir.get_subscription_count() and self.pub_vis.get_subscription_count())
-
-    def send(self, ir, vis, sec, ir_encoding='mono8', vis_encoding='bgr8'):
-        self.pub_ir.publish(image_msg(ir, ir_encoding, sec, 'ir_cam'))
-        self.pub_vis.publish(image_msg(vis, vis_encoding, sec, 'visible_cam'))
-
-    def close(self):
-        self.node.stop_worker()
-        self.executor.shutdown()
-        self.node.destroy_node()
-        self.peer.destroy_node()
-        rclpy.shutdown(context=self.context)
-
-
-@pytest.fixture
-def harness_factory():
-    made = []
-
-    def make(model, **params):
-        made.append(Harness(model, **params))
-        return made[-1]
-    yield make
-    for harness in made:
-        harness.close()
-
-
-def image_msg(array, encoding, sec, frame_id):
-    msg = codec.array_to_image(array, encoding)
-    msg.header.stamp.sec, msg.header.frame_id = sec, frame_id
-    return msg
-
-
-def wait_for(predicate, timeout=20.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
+harness_factory = node_harness.harness_factory   # the shared fixture
 
 
 def test_fused_output_and_camera_info(harness_factory, exported):
@@ -138,7 +58,7 @@ def test_every_bad_input_is_skipped_and_the_node_keeps_fusing(harness_factory, e
     assert wait_for(lambda: h.node.stats.rejected >= 4)
     h.send(IR, VIS, 5)
     assert wait_for(lambda: len(fused) == 1)
-    h.pub_ir.publish(image_msg(IR, 'mono8', 3, 'ir_cam'))      # stamp going backwards
+    h.pub_ir.publish(image_msg(IR, 'mono8', 4, 'ir_cam', 500_000_000))     # 0.5 s back: a late frame
     assert wait_for(lambda: h.node.stats.rejected >= 5)
     h.send(IR, VIS, 6)
     assert wait_for(lambda: len(fused) == 2)

@@ -4,7 +4,8 @@ from hypothesis import given, settings, strategies as st
 import numpy as np
 import pytest
 
-from fusion_ros.pairing import IR, VISIBLE, ApproximatePairer, LatestPairer, make_pairer
+from fusion_ros.pairing import ApproximatePairer, IR, LatestPairer, make_pairer, VISIBLE
+from fusion_ros.stamps import StampCheck, StampGuard, StampVerdict
 
 MS = 1_000_000
 
@@ -120,3 +121,42 @@ def test_bad_settings_are_named(args, message):
 def test_bad_stream_is_named():
     with pytest.raises(ValueError, match='stream must be'):
         ApproximatePairer(3, 10).add(2, 0, None)
+
+
+def test_reset_drops_queued_frames_and_keeps_the_counters():
+    pairer = ApproximatePairer(5, 10)
+    pairer.add(IR, 0, 'a')
+    assert pairer.add(VISIBLE, 1, 'b') == ('a', 'b')
+    pairer.add(IR, 100, 'c')
+    pairer.reset()
+    assert pairer.add(VISIBLE, 101, 'd') is None and pairer.stats.pairs == 1
+    latest = LatestPairer()
+    latest.add(IR, 0, 'a')
+    latest.reset()
+    assert latest.add(VISIBLE, 1, 'b') is None
+
+
+def test_stamp_guard_duplicates_late_frames_and_clock_jumps():
+    guard = StampGuard(jump_threshold_ns=1000)
+    assert guard.check(IR, 5000).verdict is StampVerdict.ACCEPT
+    assert guard.check(IR, 5000).verdict is StampVerdict.DUPLICATE
+    assert guard.check(IR, 4001) == StampCheck(StampVerdict.LATE, 999)
+    assert guard.check(VISIBLE, 5000).verdict is StampVerdict.ACCEPT
+    assert guard.check(IR, 4000) == StampCheck(StampVerdict.JUMP, 1000)          # threshold reached: a jump
+    assert guard.check(VISIBLE, 10).verdict is StampVerdict.ACCEPT               # tracking restarted for both
+    assert guard.check(IR, 4001).verdict is StampVerdict.ACCEPT
+    with pytest.raises(ValueError, match='positive'):
+        StampGuard(0)
+
+
+@given(st.lists(st.tuples(st.sampled_from([IR, VISIBLE]), st.integers(-10**12, 10**12)), max_size=60))
+@settings(max_examples=200, deadline=None)
+def test_one_outlier_stamp_never_blocks_more_than_itself(sequence):
+    """Whatever came before, a stream stepping forward from its own accepted stamp is accepted."""
+    guard = StampGuard(jump_threshold_ns=10**9)
+    for stream, stamp in sequence:
+        guard.check(stream, stamp)
+    outlier = guard.check(IR, 10**15)                  # far future: accepted, or a jump
+    assert outlier.verdict in (StampVerdict.ACCEPT, StampVerdict.JUMP)
+    assert guard.check(IR, 5).verdict is StampVerdict.JUMP       # back to the real clock: one reset
+    assert guard.check(IR, 6).verdict is StampVerdict.ACCEPT
