@@ -2,11 +2,12 @@
 
 from torch import nn
 
+from fusion_ros.networks.coconet import CoCoNet
 from fusion_ros.networks.refusion import ReFusion
 from fusion_ros.networks.seafusion import SeAFusion
 from fusion_ros.networks.sgfusion import SGFusion
 
-MODELS = {'seafusion': SeAFusion, 'sgfusion': SGFusion, 'refusion': ReFusion}
+MODELS = {'seafusion': SeAFusion, 'sgfusion': SGFusion, 'refusion': ReFusion, 'coconet': CoCoNet}
 
 
 def build_model(method: str) -> nn.Module:
