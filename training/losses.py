@@ -58,3 +58,43 @@ def semantic_loss(segmenter: nn.Module, fused_y: torch.Tensor, masks: torch.Tens
         return main.sum() * 0.0
     return (F.cross_entropy(main, target, weight=weight, ignore_index=255)
             + 0.1 * F.cross_entropy(aux, target, weight=weight, ignore_index=255))
+
+
+def region_contrast(image: torch.Tensor, inside: torch.Tensor, ring: torch.Tensor) -> torch.Tensor:
+    """Signed mean(inside) - mean(ring) per sample of (N, 1, H, W) planes; 0 where a region is empty."""
+    def mean(region: torch.Tensor) -> torch.Tensor:
+        return (image * region).sum((1, 2, 3)) / region.sum((1, 2, 3)).clamp_min(1.0)
+    return mean(inside) - mean(ring)
+
+
+def target_losses(fused: torch.Tensor, vis_y: torch.Tensor, ir: torch.Tensor, masks: torch.Tensor, ring: int,
+                  ignore_index: int = 255, min_contrast: float = 2.0 / 255) -> tuple[torch.Tensor, torch.Tensor]:
+    """
+    Two terms that keep labelled targets as distinct as in the better source (ours, issue 12).
+
+    The content loss asks for max(visible, IR) everywhere, which in a lit scene raises a target's
+    surroundings to the bright visible background and so flattens a warm person into it. Here the
+    target pixels (mask class > 0) and a ring of ``ring`` pixels around them define, per crop, the
+    signed contrast of each source; the source with the larger |contrast| is the better one.
+
+    * follow: mean |F - better source| over target + ring, so the network copies the source that
+      shows the target, with the surroundings it is seen against;
+    * keep: mean over crops of max(0, 1 - retention), retention = the fused contrast along the better
+      source's sign / its |contrast|: only a loss of contrast is penalised, never a gain.
+
+    Crops without a target, or whose sources both differ by less than ``min_contrast``, add nothing.
+    Returns (follow, keep); both keep the graph when nothing qualifies.
+    """
+    inside = ((masks > 0) & (masks != ignore_index)).unsqueeze(1).to(fused.dtype)
+    grown = F.max_pool2d(inside, 2 * ring + 1, stride=1, padding=ring)
+    around = grown - inside
+    c_vis, c_ir = region_contrast(vis_y, inside, around), region_contrast(ir, inside, around)
+    use_ir = c_ir.abs() >= c_vis.abs()
+    best = torch.where(use_ir, c_ir, c_vis)
+    valid = ((inside.sum((1, 2, 3)) > 0) & (around.sum((1, 2, 3)) > 0) & (best.abs() >= min_contrast)).to(fused.dtype)
+    chosen = torch.where(use_ir[:, None, None, None], ir, vis_y)
+    region = grown * valid[:, None, None, None]
+    follow = ((fused - chosen).abs() * region).sum() / region.sum().clamp_min(1.0)
+    retention = torch.sign(best) * region_contrast(fused, inside, around) / best.abs().clamp_min(min_contrast)
+    keep = (torch.relu(1.0 - retention) * valid).sum() / valid.sum().clamp_min(1.0)
+    return follow, keep

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from fusion_ros.networks.sgfusion import MULTIPLE
 from training.config import TrainConfig
 from training.data import IGNORE
-from training.losses import content_loss
+from training.losses import content_loss, target_losses
 
 Loss = tuple[torch.Tensor, dict[str, float]]
 
@@ -69,6 +69,15 @@ def seafusion_loss(outputs: torch.Tensor, vis: torch.Tensor, ir: torch.Tensor, m
     return content_loss(outputs, vis, ir, config.texture_weight)
 
 
+def seafusion_target_loss(outputs: torch.Tensor, vis: torch.Tensor, ir: torch.Tensor, masks: torch.Tensor,
+                          config: TrainConfig) -> Loss:
+    """Content loss plus the target terms of training.losses.target_losses on labelled boxes (issue 12)."""
+    content, parts = content_loss(outputs, vis, ir, config.texture_weight)
+    follow, keep = target_losses(outputs, vis, ir, masks, config.target_ring, IGNORE)
+    total = content + config.target_follow_weight * follow + config.target_keep_weight * keep
+    return total, {**parts, 'l_follow': float(follow.detach()), 'l_keep': float(keep.detach())}
+
+
 def sgfusion_loss(outputs: tuple[torch.Tensor, ...], vis: torch.Tensor, ir: torch.Tensor, masks: torch.Tensor,
                   config: TrainConfig) -> Loss:
     """Compute MAE reconstruction on every image plus BCE(saliency, mask > 0) on pixels that have a mask."""
@@ -95,6 +104,7 @@ class Objective:
 
 OBJECTIVES = {
     'seafusion': Objective(lambda model: model, seafusion_loss),
+    'seafusion_target': Objective(lambda model: model, seafusion_target_loss),
     'sgfusion': Objective(SingleImageTrainer, sgfusion_loss),
     'sgfusion_fused_decoder': Objective(FusedDecoderTrainer, seafusion_loss),
 }

@@ -92,7 +92,7 @@ def train(config: TrainConfig, resume: bool = False, config_path: Optional[str] 
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=config.lr)
     pairs = load_sources(config.sources)
     train_pairs, val_pairs = split_holdout(pairs, config.val_source, config.val_count, config.seed)
-    sampler = CropSampler(train_pairs, config.crop, config.seed + 1000 * rank)
+    sampler = CropSampler(train_pairs, config.crop, config.seed + 1000 * rank, config.target_crops)
     step, best = 0, float('inf')
     if resume and last.exists():
         ckpt = load_checkpoint(last)
