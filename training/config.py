@@ -64,6 +64,9 @@ class TrainConfig:
     # ReFusion meta-learning (training.refusion); ignored elsewhere
     inner_lr: float = 0.01          # lr of the inner, differentiable SGD step of F that gives F'
     meta_every: int = 1             # P's meta update every k-th step (F and R step every step)
+    # CoCoNet (objectives coconet, coconet_contrastive; training.coconet_objective)
+    vgg_weights: str = ''           # VGG-19 state dict, torchvision keys (ImageNet, or training.coconet_vgg's)
+    contrast_weight: float = 1.0    # weight of the coupled contrastive loss in stage 2
     out_dir: str = 'runs/seafusion'
 
 
@@ -118,6 +121,9 @@ def parse_command_line(description: str, argv: Optional[list[str]] = None) -> tu
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--config', required=True, help='YAML training config')
     parser.add_argument('--resume', action='store_true', help='continue from out_dir/last.pt if it exists')
+    parser.add_argument('--vgg-weights', metavar='FILE',
+                        help='CoCoNet: torchvision-format VGG-19 state dict (same as vgg_weights=FILE)')
     parser.add_argument('overrides', nargs='*', help='key=value config overrides')
     args = parser.parse_args(argv)
-    return load_config(args.config, args.overrides), args
+    overrides = args.overrides + ([f'vgg_weights={args.vgg_weights}'] if args.vgg_weights else [])
+    return load_config(args.config, overrides), args
