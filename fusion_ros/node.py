@@ -16,6 +16,7 @@ import numpy as np
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
 import rclpy
 from rclpy.event_handler import SubscriptionEventCallbacks
+from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
@@ -24,7 +25,8 @@ from fusion_ros import codec
 from fusion_ros.backends.base import BackendError
 from fusion_ros.mailbox import Mailbox
 from fusion_ros.masks import colorize_mask, overlay_ids
-from fusion_ros.node_params import backend_options, BY_NAME, PARAMS, validate, validate_all
+from fusion_ros.echo import clip
+from fusion_ros.node_params import backend_options, BY_NAME, PARAMS, problems, validate
 from fusion_ros.pairing import IR, make_pairer, STREAM_NAMES, VISIBLE
 from fusion_ros.pipeline import FusionPipeline, IrGain
 from fusion_ros.registration import make_registration
@@ -69,8 +71,15 @@ class FusionNode(LifecycleNode):
 
     def __init__(self, **kwargs):
         super().__init__('fusion_node', **kwargs)
+        self._bad_overrides: dict[str, str] = {}    # start-up values rejected; configure refuses until they are set
         for param in PARAMS:
-            self.declare_parameter(param.name, param.default, _descriptor(param))
+            try:
+                self.declare_parameter(param.name, param.default, _descriptor(param))
+            except (InvalidParameterTypeException, InvalidParameterValueException) as err:
+                # a bad value in the params file must not crash the process: keep the default, refuse configure
+                self.declare_parameter(param.name, param.default, _descriptor(param), ignore_override=True)
+                why = str(err).removesuffix(f': {param.name}')
+                self._bad_overrides[param.name] = f'{param.name}: start-up value rejected: {clip(why)}'
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.pipeline: Optional[FusionPipeline] = None
         self.pairer = None
@@ -91,16 +100,24 @@ class FusionNode(LifecycleNode):
         return {p.name: self.get_parameter(p.name).value for p in PARAMS}
 
     def _on_set_parameters(self, params) -> SetParametersResult:
+        """Accept a change only if the merged values are valid; nothing here may raise (it would end the process)."""
+        try:
+            for param in params:
+                reason = validate(param.name, param.value)
+                if reason:
+                    return SetParametersResult(successful=False, reason=reason)
+            current = self._values()
+            merged = {**current, **{p.name: p.value for p in params}}
+            known = set(problems(current))      # a bad start-up value must not block fixing the others
+            introduced = [reason for reason in problems(merged) if reason not in known]
+            if introduced:
+                return SetParametersResult(successful=False, reason='; '.join(introduced))
+            if self.pipeline is not None:
+                self._apply(merged)
+        except Exception as err:  # a value the checks missed: refuse it rather than die
+            return SetParametersResult(successful=False, reason=f'cannot apply: {type(err).__name__}: {clip(str(err))}')
         for param in params:
-            reason = validate(param.name, param.value)
-            if reason:
-                return SetParametersResult(successful=False, reason=reason)
-        merged = {**self._values(), **{p.name: p.value for p in params}}
-        reason = validate_all(merged)
-        if reason:
-            return SetParametersResult(successful=False, reason=reason)
-        if self.pipeline is not None:
-            self._apply(merged)
+            self._bad_overrides.pop(param.name, None)
         return SetParametersResult(successful=True)
 
     def _apply(self, values: dict[str, Any]) -> None:
@@ -129,9 +146,9 @@ class FusionNode(LifecycleNode):
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Load the model card and backend, create publishers."""
         values = self._values()
-        reason = validate_all(values)
-        if reason:
-            self.get_logger().error(f'configure failed: {reason}')
+        reasons = list(self._bad_overrides.values()) + problems(values)
+        if reasons:
+            self.get_logger().error('configure failed: ' + '; '.join(reasons))
             return TransitionCallbackReturn.FAILURE
         try:
             # a TensorRT backend builds (or loads) its engine here, never in a frame callback

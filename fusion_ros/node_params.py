@@ -13,6 +13,7 @@ from typing import Any, Callable, Optional
 from fusion_ros.backends import BackendOptions
 
 from fusion_ros.color import IR_GAIN_MODES
+from fusion_ros.echo import clip, short_repr
 from fusion_ros.masks import DEFAULT_PALETTE
 from fusion_ros.registration import REGISTRATION_MODES, make_registration
 from fusion_ros.tensorrt.engine_cache import DEFAULT_PROFILE, Profile
@@ -40,13 +41,13 @@ class Param:
 
 def _palette_reason(values: Any) -> Optional[str]:
     if len(values) == 0 or len(values) % 3 or any(not 0 <= v <= 255 for v in values):
-        return f'mask.palette must be B, G, R triples of 0..255 (a multiple of 3 numbers), got {list(values)}'
+        return f'mask.palette must be B, G, R triples of 0..255 (a multiple of 3 numbers), got {short_repr(values)}'
     return None
 
 
 def _hw_reason(values: Any) -> Optional[str]:
     if len(values) != 2 or any(v < 1 for v in values):
-        return f'engine profile sizes are [height, width] of positive integers, got {list(values)}'
+        return f'engine profile sizes are [height, width] of positive integers, got {short_repr(values)}'
     return None
 
 
@@ -118,32 +119,46 @@ BY_NAME = {p.name: p for p in PARAMS}
 
 
 def validate(name: str, value: Any) -> Optional[str]:
-    """Return why value is not acceptable for parameter name, or None if it is."""
+    """
+    Return why value is not acceptable for parameter name, or None if it is.
+
+    Never raises: the parameter callback runs inside rclpy's service handler, where an exception
+    (an OverflowError from a 1e103 homography entry) would end the node process.
+    """
     param = BY_NAME.get(name)
     if param is None:
         return None
-    if param.choices and value not in param.choices:
-        return f'{name} must be one of {", ".join(param.choices)}; got {value!r}'
-    if param.low is not None and not param.low <= value <= param.high:
-        return f'{name} must be in [{param.low}, {param.high}]; got {value!r}'
-    return param.check(value) if param.check else None
+    try:
+        if param.choices and value not in param.choices:
+            return f'{name} must be one of {", ".join(param.choices)}; got {short_repr(value)}'
+        if param.low is not None and not param.low <= value <= param.high:
+            return f'{name} must be in [{param.low}, {param.high}]; got {short_repr(value)}'
+        reason = param.check(value) if param.check else None
+    except Exception as err:  # a check that cannot judge a value rejects it
+        return f'{name}: cannot use {short_repr(value)}: {type(err).__name__}: {clip(str(err))}'
+    return f'{name}: {reason}' if reason and not reason.startswith(name) else reason
 
 
-def validate_all(values: dict[str, Any]) -> Optional[str]:
-    """Check every value, then the combinations single values cannot judge."""
-    for name, value in values.items():
-        reason = validate(name, value)
-        if reason:
-            return reason
+def problems(values: dict[str, Any]) -> list[str]:
+    """Every reason the values cannot be used: single values first, then the combinations they cannot judge."""
+    found = [reason for reason in (validate(name, value) for name, value in values.items()) if reason]
+    if found:
+        return found
     if values.get('registration.mode') == 'homography' and len(values.get('registration.homography', [])) != 9:
-        return 'registration.mode homography needs registration.homography with 9 numbers'
+        found.append('registration.mode homography needs registration.homography with 9 numbers')
     if values.get('ir_gain.percentile_low', 1.0) >= values.get('ir_gain.percentile_high', 99.0):
-        return 'ir_gain.percentile_low must be below ir_gain.percentile_high'
+        found.append('ir_gain.percentile_low must be below ir_gain.percentile_high')
     try:
         engine_profile(values)
     except ValueError as err:
-        return f'engine.profile_min/opt/max: {err}'
-    return None
+        found.append(f'engine.profile_min/opt/max: {err}')
+    return found
+
+
+def validate_all(values: dict[str, Any]) -> Optional[str]:
+    """Return the first reason the values cannot be used together, or None."""
+    found = problems(values)
+    return found[0] if found else None
 
 
 def engine_profile(values: dict[str, Any]) -> Profile:

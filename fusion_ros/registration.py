@@ -62,10 +62,10 @@ class Registration:
             raise ValueError(f'homography has non-finite entries: {homography}')
         matrix = np.asarray(homography, dtype=np.float64).reshape(3, 3)
         scale = float(np.abs(matrix).max())
-        det = float(np.linalg.det(matrix))
-        if abs(det) <= _SINGULAR_RTOL * scale ** 3:
-            raise ValueError(f'homography is singular (determinant {det:.3g} for entries up to {scale:.3g}): '
-                             f'{homography}')
+        det = float(np.linalg.det(matrix / scale)) if scale else 0.0   # scaled first: 1e103 ** 3 overflows
+        if abs(det) <= _SINGULAR_RTOL:
+            raise ValueError(f'homography is singular (determinant {det:.3g} once its largest entry, {scale:.3g}, '
+                             f'is scaled to 1): {homography}')
 
     @property
     def matrix(self) -> Optional[np.ndarray]:

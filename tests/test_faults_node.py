@@ -6,6 +6,8 @@ costs nothing (fused = visible) so they measure the node and not inference.
 """
 
 from rcl_interfaces.msg import Log
+from rclpy.lifecycle import TransitionCallbackReturn
+from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image
 
 from tests import node_harness
@@ -76,3 +78,35 @@ def test_cleanup_and_configure_forget_the_last_stamps(harness_factory, tmp_path)
     h.start()
     h.send(IR, VIS, 10)                                 # 80 s back, below the threshold: new session, still fused
     assert wait_for(lambda: len(fused) == 2)
+
+
+HUGE_H = [1e103, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+
+
+def test_an_overflowing_homography_is_rejected_with_a_reason(harness_factory, tmp_path):
+    """F2: validating [1e103, ...] raised OverflowError out of the parameter callback and killed the process."""
+    h = harness_factory(identity_model(tmp_path))
+    fused = h.record(Image, 'fused/image')
+    h.start()
+    result = h.node.set_parameters([Parameter('registration.homography', value=HUGE_H)])[0]
+    assert not result.successful and 'homography' in result.reason
+    assert h.node.get_parameter('registration.homography').value != HUGE_H
+    h.send(IR, VIS, 1)
+    assert wait_for(lambda: fused)
+
+
+def test_a_bad_value_at_start_up_fails_configure_with_the_reason_and_can_be_fixed(harness_factory, tmp_path):
+    """F2: the same value in the params file left the node unconfigured without a word; a range error crashed it."""
+    h = harness_factory(identity_model(tmp_path), registration__mode='homography', registration__homography=HUGE_H,
+                        pairing__slop=-1.0)
+    errors = node_logs(h, 'configure failed')
+    assert h.node.trigger_configure() == TransitionCallbackReturn.FAILURE
+    assert wait_for(lambda: errors)
+    assert 'registration.homography' in errors[0] and 'pairing.slop' in errors[0]
+    assert h.node.set_parameters([Parameter('pairing.slop', value=0.02)])[0].successful
+    scale_2 = [2.0, 0.0, 0.0, 0.0, 2.0, 0.0, 0.0, 0.0, 1.0]
+    assert h.node.set_parameters([Parameter('registration.homography', value=scale_2)])[0].successful
+    fused = h.record(Image, 'fused/image')
+    h.start()
+    h.send(IR, VIS, 1)
+    assert wait_for(lambda: fused)

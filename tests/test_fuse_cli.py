@@ -59,3 +59,12 @@ def test_unavailable_backend_is_a_clear_error(tmp_path, capsys):
                  '--backend', 'tensorrt', '--quiet'])
     assert code == 2 and 'needs the TensorRT Python bindings' in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
+
+
+def test_overflowing_homography_is_a_clear_error(exported, tmp_path, capsys):
+    """F2 on the command line: 1e103 made the singularity check overflow into a traceback."""
+    args = ['fuse', '--ir', str(tmp_path), '--vis', str(tmp_path), '--out', str(tmp_path / 'o'),
+            '--model', str(exported[0]), '--registration', 'homography', '--homography', '1e103', *['0'] * 3, '1',
+            *['0'] * 3, '1']
+    assert main(args) == 2
+    assert 'singular' in capsys.readouterr().err
