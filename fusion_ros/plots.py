@@ -28,3 +28,34 @@ def plot_cdfs(per_method: dict[str, list[float]], quantity: str, path: Path) -> 
         axes.legend(loc='best', fontsize='small')
     figure.tight_layout()
     figure.savefig(path, format='png')
+
+
+def image_grid(rows: list[tuple[str, list[np.ndarray]]], columns: list[str], path: Path,
+               tile_width: float = 2.4) -> None:
+    """
+    Save a grid of images, one row per scene (its name on the left) and one column per input or method.
+
+    Gray and BGR uint8 images are both shown as they would be displayed (BGR is converted to RGB).
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    height, width = rows[0][1][0].shape[:2]
+    figure = Figure(figsize=(tile_width * len(columns), tile_width * height / width * len(rows) + 0.4), dpi=110)
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(len(rows), len(columns), squeeze=False)
+    for r, (name, images) in enumerate(rows):
+        for c, image in enumerate(images):
+            ax = axes[r][c]
+            if image.ndim == 3:
+                ax.imshow(image[..., ::-1])
+            else:
+                ax.imshow(image, cmap='gray', vmin=0, vmax=255)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(columns[c], fontsize=9)
+            if c == 0:
+                ax.set_ylabel(name, fontsize=9)
+    figure.subplots_adjust(left=0.03, right=0.995, top=0.96, bottom=0.005, wspace=0.02, hspace=0.02)
+    figure.savefig(path, format='png')

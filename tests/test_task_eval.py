@@ -1,4 +1,4 @@
-"""Task-driven evaluation: IoU maths, `fusion-ros evaluate --segmenter`, and training.compare."""
+"""Task-driven evaluation: IoU maths, `fusion-ros evaluate --segmenter`, training.compare (target contrast, grid)."""
 
 import json
 import shutil
@@ -98,6 +98,10 @@ def test_compare_fuses_the_common_holdout_and_fills_the_cards(exported, exported
     assert card['pairs'] == 2 and set(card['metrics_mean']) == {'seafusion', 'sgfusion', 'max', 'mean'}
     assert set(card['segmentation']['scores']) == {'visible', 'infrared', 'seafusion', 'sgfusion'}
     assert json.loads((tmp_path / 'seafusion_float.json').read_text())['provenance']['comparison'] == card
+    contrast = card['target_contrast']['summary']
+    assert set(contrast) == {'infrared', 'visible', 'seafusion', 'sgfusion', 'max', 'mean'}
+    assert contrast['seafusion']['overall']['n'] > 0 and (tmp_path / 'cmp' / 'target_contrast.md').is_file()
+    assert card['grid']['scenes'] == ['00091D', '01028N'] and (tmp_path / 'cmp' / 'grid.png').stat().st_size > 10_000
     (runs[1] / 'val_names.txt').write_text('00091D\n')
     with pytest.raises(ValueError, match='held out other pairs'):
         compare.main(['--models', str(models[0]), '--runs', *map(str, runs), '--config', str(config)])

@@ -9,8 +9,11 @@ The runs must have held out the same pairs (same source, seed and count: checked
 pairs are fused by each model through the runtime pipeline, scored with the metrics of
 metrics.md beside the pixel max and mean baselines, and, with ``--segmenter``, by the task-driven
 evaluation (mIoU of one segmenter on visible, infrared and each fused image, against the masks of
-the config's held-out source). Tables go to ``--out`` (summary.md, segmentation.md and JSON), and
-each model's card (uint8 and float) gets a ``comparison`` entry with the same numbers.
+the config's held-out source), and, where that source has YOLO boxes, by target contrast (how much of
+each labelled person's or vehicle's contrast survives, fusion_ros.target_contrast). Tables go to
+``--out`` (summary.md, segmentation.md, target_contrast.md and JSON) with ``grid.png`` (2 day and
+2 night scenes: IR, visible and every model side by side), and each model's card (uint8 and float)
+gets a ``comparison`` entry with the same numbers.
 """
 
 import argparse
@@ -19,10 +22,15 @@ from pathlib import Path
 import sys
 from typing import Optional
 
+import cv2
+
 from fusion_ros.evaluate import evaluate_folders
 from fusion_ros.fuse import fuse_folders
+from fusion_ros.imageio import list_images, read_image
 from fusion_ros.model_card import card_path_for
 from fusion_ros.pipeline import FusionPipeline
+from fusion_ros.plots import image_grid
+from fusion_ros.target_contrast import markdown as target_markdown, target_contrast_rows, write_report
 from fusion_ros.task_eval import SegmenterRunner, segmentation_markdown, segmentation_scores, \
     write_segmentation_report
 from training.config import load_config
@@ -48,6 +56,24 @@ def add_to_cards(models: list[Path], comparison: dict) -> None:
                 card = json.loads(card_file.read_text())
                 card['provenance']['comparison'] = comparison
                 card_file.write_text(json.dumps(card, indent=2) + '\n')
+
+
+def grid_scenes(names: list[str], per_kind: int = 2) -> list[str]:
+    """Pick the first `per_kind` day (MSRS stem ending in D) and night (N) scenes, in name order."""
+    ordered = sorted(names)
+    return [n for n in ordered if n.endswith('D')][:per_kind] + [n for n in ordered if n.endswith('N')][:per_kind]
+
+
+def save_grid(pairs: Path, fused: dict[str, Path], path: Path) -> list[str]:
+    """Save IR, visible and every method's result side by side for 2 day and 2 night held-out scenes."""
+    ir, vis = list_images(pairs / 'ir'), list_images(pairs / 'vi')
+    outputs = {m: list_images(folder) for m, folder in fused.items()}
+    scenes = grid_scenes(sorted(vis))
+    colour = cv2.IMREAD_COLOR
+    rows = [(s, [read_image(ir[s], cv2.IMREAD_GRAYSCALE), read_image(vis[s], colour)]
+             + [read_image(outputs[m][s], colour) for m in fused]) for s in scenes]
+    image_grid(rows, ['infrared', 'visible', *fused], path)
+    return scenes
 
 
 def main(argv: Optional[list[str]] = None) -> None:
@@ -76,15 +102,21 @@ def main(argv: Optional[list[str]] = None) -> None:
     comparison = {'command': 'python -m training.compare ' + ' '.join(sys.argv[1:] if argv is None else argv),
                   'pairs': len(list((pairs / 'vi').iterdir())), 'holdout_of': str(run),
                   'metrics_mean': {m: {k: v['mean'] for k, v in s.items()} for m, s in summary.items()}}
+    config = load_config(args.config)
+    source = next(s for s in config.sources if s.name == config.val_source)
     if args.segmenter:
-        config = load_config(args.config)
-        source = next(s for s in config.sources if s.name == config.val_source)
         scores = segmentation_scores(SegmenterRunner(args.segmenter, args.threads),
                                      {'visible': pairs / 'vi', 'infrared': pairs / 'ir', **fused},
                                      Path(source.masks), source.mask_format)
         write_segmentation_report(scores, args.out, args.segmenter, Path(source.masks))
         comparison['segmentation'] = {'segmenter': args.segmenter.name, 'masks': source.masks, 'scores': scores}
         print(segmentation_markdown(scores))
+    if source.masks and source.mask_format == 'yolo_boxes':
+        rows = target_contrast_rows(fused, pairs / 'ir', pairs / 'vi', Path(source.masks), baselines=True)
+        contrast = write_report(rows, args.out, Path(source.masks))
+        comparison['target_contrast'] = {'boxes': source.masks, 'summary': contrast}
+        print(target_markdown(comparison['target_contrast']['summary']))
+    comparison['grid'] = {'file': 'grid.png', 'scenes': save_grid(pairs, fused, args.out / 'grid.png')}
     (args.out / 'comparison.json').write_text(json.dumps(comparison, indent=2) + '\n')
     add_to_cards(args.models, comparison)
     print((args.out / 'summary.md').read_text())
