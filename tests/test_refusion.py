@@ -1,0 +1,148 @@
+"""ReFusion: fusion module F (size, parameters, ONNX parity), the meta step through P, resume, P's maps."""
+
+import csv
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from fusion_ros.networks.graphs import FloatGraph, FusionCore
+from fusion_ros.networks.refusion import FP32_OPS, ReFusion
+from fusion_ros.networks.registry import build_model
+from fusion_ros.tensorrt.onnx_support import graph_ops, SUPPORTED_OPS
+from training.checkpoint import load_checkpoint
+from training.config import config_from_dict
+from training.export import export_graph, float_specs
+from training.refusion import MetaTrainer
+from training.refusion_meta import fusion_loss, gradients, LossProposal, meta_step, MetaNets, Reconstruction, \
+    reconstruction_loss, weight_spread
+from tests.msrs_fixtures import msrs_source
+
+
+def tiny(tmp_path, out: str, **overrides):
+    raw = {'method': 'refusion', 'sources': [msrs_source(tmp_path / 'data', (64, 48))], 'val_source': 'msrs',
+           'val_count': 1, 'val_eval_count': 1, 'crop': 24, 'batch_size': 2, 'max_steps': 6, 'lr': 1e-3,
+           'min_lr': 1e-3, 'meta_every': 2, 'log_every': 1, 'val_every': 3, 'ckpt_every': 2, 'threads': 1,
+           'out_dir': str(tmp_path / out)}
+    return config_from_dict({**raw, **overrides})
+
+
+def make_nets(seed: int = 0) -> MetaNets:
+    torch.manual_seed(seed)
+    f, p, r = ReFusion(), LossProposal(), Reconstruction()
+    return MetaNets(f, p, r, *(torch.optim.Adam(n.parameters(), lr=1e-3) for n in (f, p, r)))
+
+
+def test_parameter_count_matches_the_released_checkpoints_and_no_conv_has_a_bias():
+    model = build_model('refusion')
+    assert sum(p.numel() for p in model.parameters()) == 59_856
+    assert len(model.state_dict()) == 86                           # the 86 distinct tensors of the release
+    assert all(m.bias is None for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+
+
+def test_any_size_unit_range_and_each_source_matters():
+    torch.manual_seed(0)
+    model = ReFusion().eval()
+    vis, ir = torch.rand(2, 1, 37, 53), torch.rand(2, 1, 37, 53)
+    with torch.no_grad():
+        out = model(vis, ir)
+        assert out.shape == (2, 1, 37, 53) and 0.0 <= float(out.min()) and float(out.max()) <= 1.0
+        assert not torch.allclose(model(vis, torch.zeros_like(ir)), out)
+        assert not torch.allclose(model(torch.zeros_like(vis), ir), out)
+
+
+def test_dynamic_onnx_export_matches_pytorch_at_an_odd_size(tmp_path):
+    torch.manual_seed(0)
+    core = FusionCore(ReFusion()).eval()
+    path = tmp_path / 'refusion_float.onnx'
+    inputs, outputs = float_specs()
+    nchw = {0: 'N', 2: 'H', 3: 'W'}
+    export_graph(FloatGraph(core).eval(), (torch.rand(1, 1, 64, 80), torch.rand(1, 1, 64, 80)), path, inputs,
+                 outputs, {t.name: nchw for t in inputs + outputs}, 17)
+    vis, ir = torch.rand(1, 1, 257, 333), torch.rand(1, 1, 257, 333)
+    with torch.no_grad():
+        ref = core(vis, ir)[0].numpy()
+    got = ort.InferenceSession(str(path), providers=['CPUExecutionProvider']).run(
+        None, {'visible_y': vis.numpy(), 'ir': ir.numpy()})[0]
+    assert got.shape == (1, 1, 257, 333)
+    np.testing.assert_allclose(got, ref, atol=1e-5)
+    ops = graph_ops(onnx.load(str(path)))
+    assert ops <= SUPPORTED_OPS
+    assert {'ReduceL2', 'LayerNormalization'} <= ops and set(FP32_OPS) <= ops   # the fp16 list names real ops
+
+
+def test_fusion_loss_follows_the_proposed_weights():
+    ir, vis = torch.ones(1, 1, 8, 8), torch.zeros(1, 1, 8, 8)        # zero padding gives IR gradients at the border
+    sources = torch.cat([ir, vis], dim=1)
+    weights = torch.zeros(1, 2, 2, 8, 8)
+    weights[:, 0, 0] = 1.0                                            # intensity: all on IR
+    weights[:, 1, 1] = 1.0                                            # gradient: all on visible
+    assert float(fusion_loss(weights, vis, sources)) == pytest.approx(1.0)
+    ir_grad = float((gradients(ir) ** 2).mean())
+    assert ir_grad > 0 and float(fusion_loss(weights, ir, sources)) == pytest.approx(ir_grad)
+    estimate = torch.cat([ir, vis + 0.5], dim=1)                      # visible off by 0.5, IR exact
+    expected = 0.25 + float((gradients(vis + 0.5) ** 2).mean())
+    assert float(reconstruction_loss(estimate, sources)) == pytest.approx(expected)
+
+
+def test_proposal_weights_are_a_softmax_across_sources():
+    torch.manual_seed(0)
+    weights = LossProposal()(torch.rand(2, 1, 20, 24), torch.rand(2, 1, 20, 24))
+    assert weights.shape == (2, 2, 2, 20, 24)
+    torch.testing.assert_close(weights.sum(2), torch.ones(2, 2, 20, 24))
+
+
+def test_meta_step_reaches_the_proposal_through_the_inner_step_only():
+    nets = make_nets()
+    before = {k: v.clone() for k, v in nets.fusion.state_dict().items()}
+    r_before = {k: v.clone() for k, v in nets.reconstruction.state_dict().items()}
+    p_before = [p.clone() for p in nets.proposal.parameters()]
+    meta_step(nets, torch.rand(2, 1, 24, 24), torch.rand(2, 1, 24, 24), inner_lr=0.01)
+    grads = [p.grad for p in nets.proposal.parameters()]
+    assert all(g is not None for g in grads) and sum(float(g.abs().sum()) for g in grads) > 0
+    assert all(not torch.equal(a, b) for a, b in zip(p_before, nets.proposal.parameters()))
+    for key, value in nets.fusion.state_dict().items():              # F and R are not stepped by the meta step
+        torch.testing.assert_close(value, before[key])
+    for key, value in nets.reconstruction.state_dict().items():
+        torch.testing.assert_close(value, r_before[key])
+    # Without the inner step P would get no gradient at all: the outer loss sees P only through F'.
+    nets = make_nets()
+    meta_step(nets, torch.rand(2, 1, 24, 24), torch.rand(2, 1, 24, 24), inner_lr=0.0)
+    assert sum(float(p.grad.abs().sum()) for p in nets.proposal.parameters()) == 0.0
+
+
+def test_resume_reproduces_the_uninterrupted_run_and_maps_are_not_constant(tmp_path):
+    MetaTrainer(tiny(tmp_path, 'straight')).run()
+    MetaTrainer(tiny(tmp_path, 'split', max_steps=4)).run()
+    resumed = MetaTrainer(tiny(tmp_path, 'split'))
+    resumed.restore(load_checkpoint(tmp_path / 'split' / 'last.pt'))
+    resumed.run()
+    a, b = (load_checkpoint(tmp_path / name / 'last.pt') for name in ('straight', 'split'))
+    assert a['step'] == b['step'] == 6 and a['command'].startswith('python -m training.refusion')
+    for part in ('model', 'proposal', 'reconstruction'):
+        for key, value in a[part].items():
+            torch.testing.assert_close(b[part][key], value, rtol=1e-5, atol=1e-6)
+    with (tmp_path / 'split' / 'train_log.csv').open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(r['step']) for r in rows] == [1, 2, 3, 4, 5, 6]
+    assert all(float(r['std_w_int']) > 1e-5 and float(r['std_w_grad']) > 1e-5 for r in rows)
+    with (tmp_path / 'straight' / 'val_log.csv').open() as handle:
+        val = list(csv.DictReader(handle))
+    assert [int(v['step']) for v in val] == [3, 6] and {'val_loss', 'Qabf', 'VIF'} <= set(val[0])
+    assert (tmp_path / 'split' / 'best.pt').exists()
+
+
+def test_proposal_maps_move_away_from_uniform_under_training(tmp_path):
+    """A few meta steps on real crops change P's maps: their spatial spread grows from its initial value."""
+    trainer = MetaTrainer(tiny(tmp_path, 'run', lr=3e-3, min_lr=3e-3, meta_every=1, crop=32))
+    vis, ir, _ = (torch.from_numpy(a) for a in trainer.sampler.batch(2))
+    with torch.no_grad():
+        start = weight_spread(trainer.nets.proposal(ir, vis))
+    for _ in range(8):
+        trainer.train_step()
+        trainer.step += 1
+    with torch.no_grad():
+        end = weight_spread(trainer.nets.proposal(ir, vis))
+    assert end[0] > 2 * start[0] or end[1] > 2 * start[1]
