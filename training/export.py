@@ -15,7 +15,8 @@ Models with a mask add a second output to both: SGFusion's ``saliency`` (float
 (uint8 ids of its segmenter applied to the fused luminance); the card's ``mask``
 field names it, so the node knows to publish it.
 
-Both have dynamic H and W. Each is checked with onnx.checker, then run with
+The uint8 graph also gets an fp16 twin, ``<out stem>_fp16.onnx`` (training.fp16), which
+TensorRT builds for precision fp16. Both have dynamic H and W. Each is checked with onnx.checker, then run with
 ONNX Runtime on real sample pairs and compared to PyTorch: the float graph to
 1e-5, the uint8 graph to one grey level, class maps to 0.1 % of pixels (argmax
 ties). A failed check raises and leaves no card.
@@ -46,6 +47,7 @@ from fusion_ros.mask_io import BOX_CLASSES, SALIENCY_CLASSES
 from fusion_ros.networks.graphs import core_from_weights, FloatGraph, FusionCore, mask_kind, SegmenterGraph, \
     Uint8Graph
 from training.checkpoint import load_checkpoint
+from training.fp16 import attach_fp16
 
 FLOAT_TOL = 1e-5
 UINT8_TOL = 1
@@ -189,13 +191,43 @@ def save_weights(core: FusionCore, method: str, path: Path) -> dict:
     return {'file': path.name, 'sha256': sha256_of(path)}
 
 
-def export(checkpoint: Path, out: Path, samples_dir: Path, opset: int = 17, metrics: Optional[Path] = None,
-           sample_limit: int = 8, notes: Optional[str] = None) -> tuple[Path, Path]:
-    """Export both graphs of a checkpoint, validate them, and write their cards; returns the two paths."""
+def check_opset(opset: int) -> None:
+    """Reject opsets below 17 (the first with LayerNormalization, which the ReFusion graphs use)."""
     if opset < 17:
         raise ValueError(f'opset must be >= 17, got {opset}')
+
+
+def export(checkpoint: Path, out: Path, samples_dir: Path, opset: int = 17, metrics: Optional[Path] = None,
+           sample_limit: int = 8, notes: Optional[str] = None) -> tuple[Path, Path]:
+    """Export both graphs of a training checkpoint, validate them, and write their cards; returns the two paths."""
+    check_opset(opset)      # before loading: a bad argument is named before a missing file
     core, ckpt = load_core(checkpoint)
-    method, kind = ckpt['config']['method'], mask_kind(core)
+    origin = {
+        'training': {'command': ckpt.get('command') or training_command(ckpt),
+                     'config': ckpt['config'], 'steps': ckpt['step'], 'checkpoint_sha256': sha256_of(checkpoint),
+                     'best_val_loss': ckpt.get('best_val_loss')},
+        'data': {'sources': ckpt['config']['sources'], 'attribution': 'DATA.md',
+                 'holdout': {'source': ckpt['config']['val_source'], 'count': ckpt['config']['val_count'],
+                             'names': holdout_names(Path(checkpoint).parent)}},
+    }
+    if metrics:
+        origin['metrics'] = json.loads(Path(metrics).read_text())
+    if notes:
+        origin['notes'] = notes
+    return export_core(core, ckpt['config']['method'], out, samples_dir, origin,
+                       'python -m training.export ' + ' '.join(sys.argv[1:]), opset, sample_limit)
+
+
+def export_core(core: FusionCore, method: str, out: Path, samples_dir: Path, origin: dict, command: str,
+                opset: int = 17, sample_limit: int = 8) -> tuple[Path, Path]:
+    """
+    Export both graphs of a FusionCore, validate them, and write their cards; returns the two paths.
+
+    ``origin`` says where the weights came from (a training run, or a converted release) and goes
+    into the card's provenance beside the export command, parity and torch weights.
+    """
+    check_opset(opset)
+    kind = mask_kind(core)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     float_path = out.with_name(out.stem + '_float.onnx')
@@ -209,29 +241,22 @@ def export(checkpoint: Path, out: Path, samples_dir: Path, opset: int = 17, metr
     ex_bgr = torch.randint(0, 256, (64, 80, 3), dtype=torch.uint8)
     hw = {0: 'H', 1: 'W'}
     export_graph(Uint8Graph(core).eval(), (ex_ir8, ex_bgr), out, u_in, u_out, {t.name: hw for t in u_in + u_out}, opset)
-    parity = check_parity(core, float_path, out, load_samples(samples_dir, sample_limit))
+    samples = load_samples(samples_dir, sample_limit)
+    parity = check_parity(core, float_path, out, samples)
     provenance = {
-        'training': {'command': ckpt.get('command') or training_command(ckpt),
-                     'config': ckpt['config'], 'steps': ckpt['step'], 'checkpoint_sha256': sha256_of(checkpoint),
-                     'best_val_loss': ckpt.get('best_val_loss')},
-        'data': {'sources': ckpt['config']['sources'], 'attribution': 'DATA.md',
-                 'holdout': {'source': ckpt['config']['val_source'], 'count': ckpt['config']['val_count'],
-                             'names': holdout_names(Path(checkpoint).parent)}},
+        **origin,
         'parameters': sum(p.numel() for p in core.parameters()),
-        'export': {'command': 'python -m training.export ' + ' '.join(sys.argv[1:]),
+        'export': {'command': command,
                    'date': datetime.now(timezone.utc).isoformat(timespec='seconds'),
                    'torch': torch.__version__, 'onnx': onnx.__version__, 'onnxruntime': ort.__version__},
         'parity': parity,
         'torch_weights': save_weights(core, method, weights_path(out)),
     }
-    if metrics:
-        provenance['metrics'] = json.loads(Path(metrics).read_text())
-    if notes:
-        provenance['notes'] = notes
     for path, graph, (inputs, outputs) in ((out, 'uint8', (u_in, u_out)), (float_path, 'float', (f_in, f_out))):
         card = ModelCard(method=method, version=__version__, graph=graph, onnx=path.name, sha256=sha256_of(path),
                          opset=opset, inputs=inputs, outputs=outputs, mask=card_mask(kind), provenance=provenance)
         save_card(card, card_path_for(path))
+    attach_fp16(out, samples)       # <out stem>_fp16.onnx for TensorRT's fp16 builds, validated, in the card
     if core.segmenter is not None:
         export_segmenter(core, out.with_name(out.stem + '_segmenter.onnx'), provenance, opset)
     return out, float_path
