@@ -5,7 +5,9 @@ Restormer blocks (transposed "channel" attention, so the attention matrix is C/8
 head whatever the image size) on each source, a cross-attention fusion block and two
 Restormer blocks on the concatenation; no conv biases, no downsampling, so any H x W passes
 without padding. 59,856 parameters, the count of the authors' released checkpoints.
-Internally channel order follows the authors: IR first, visible second.
+Internally channel order follows the authors: IR first, visible second, and every module
+registers its tensors in the order of the authors' modules, so parameter i here is tensor i of
+their state dict (training.convert maps them by name; its tests check both agree).
 """
 
 import torch
@@ -84,8 +86,8 @@ class SelfAttention(nn.Module):
 
     def __init__(self, dim: int):
         super().__init__()
-        self.qkv = QKV(dim)
         self.temperature = nn.Parameter(torch.ones(HEADS, 1, 1))
+        self.qkv = QKV(dim)
         self.proj = conv1x1(dim, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -141,9 +143,9 @@ class CrossAttentionFusion(nn.Module):
 
     def __init__(self, dim: int):
         super().__init__()
-        self.qkv_ir, self.qkv_vis = QKV(dim), QKV(dim)
         self.temperature_ir = nn.Parameter(torch.ones(HEADS, 1, 1))
         self.temperature_vis = nn.Parameter(torch.ones(HEADS, 1, 1))
+        self.qkv_ir, self.qkv_vis = QKV(dim), QKV(dim)
         self.proj_ir, self.proj_vis = conv1x1(dim, dim), conv1x1(dim, dim)
         self.gates = GatedProjection(2 * dim, 8 * dim)
         self.value_ir, self.value_vis = GatedProjection(dim, 4 * dim), GatedProjection(dim, 4 * dim)
