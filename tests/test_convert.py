@@ -1,0 +1,186 @@
+"""
+training.convert: the authors' state-dict layouts, built here from random tensors, map onto our networks.
+
+The authors' key names are generated below from their module structure (as their released code
+declares it), independently of the converter's name tables: our networks register their tensors
+in the authors' order, so tensor i of our state dict goes to authors' name i. The converter maps by
+name; the tests check that both routes give the same network. No third-party weights are used.
+"""
+
+import json
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from fusion_ros.model_card import load_card, sha256_of
+from fusion_ros.networks.registry import build_model
+from training.convert import convert, convert_state, main, read_state_dict
+from tests.msrs_fixtures import msrs_source
+
+
+def authors_seafusion_names() -> list[tuple[str, bool]]:
+    """(key, used) in FusionNet's registration order; used=False for its unused BatchNorm tensors."""
+    def conv(path: str, bias: bool = True) -> list[tuple[str, bool]]:
+        return [(f'{path}.weight', True)] + ([(f'{path}.bias', True)] if bias else [])
+
+    names = []
+    for src in ('vis', 'inf'):
+        names += conv(f'{src}_conv.conv')
+        for level in (1, 2):
+            p = f'{src}_rgbd{level}'
+            names += conv(f'{p}.dense.conv1.conv') + conv(f'{p}.dense.conv2.conv') + conv(f'{p}.convdown.conv')
+            names += conv(f'{p}.sobelconv.convx', False) + conv(f'{p}.sobelconv.convy', False)
+            names += conv(f'{p}.convup.conv')
+    for level in (4, 3, 2, 1):
+        names += conv(f'decode{level}.conv')
+        names += [(f'decode{level}.bn.{leaf}', False)
+                  for leaf in ('weight', 'bias', 'running_mean', 'running_var', 'num_batches_tracked')]
+    return names
+
+
+def authors_refusion_names() -> list[tuple[str, bool]]:
+    """(key, is_conv) in ReFusion's registration order, one name per tensor."""
+    def block(p: str) -> list[tuple[str, bool]]:
+        return ([(f'{p}.norm1.body.weight', False), (f'{p}.norm1.body.bias', False), (f'{p}.attn.temperature', False)]
+                + [(f'{p}.attn.{c}.weight', True) for c in ('qkv', 'qkv_dwconv', 'project_out')]
+                + [(f'{p}.norm2.body.weight', False), (f'{p}.norm2.body.bias', False)]
+                + [(f'{p}.ffn.{c}.weight', True) for c in ('project_in', 'dwconv', 'project_out')])
+
+    names = [('project_in_1.weight', True), ('project_in_2.weight', True)]
+    for stack in ('encoder1', 'encoder2'):
+        names += block(f'{stack}.0') + block(f'{stack}.1')
+    names += [('FM.temperature1', False), ('FM.temperature2', False)]
+    fusion_convs = ('qkv1', 'qkv1_dwconv', 'qkv2', 'qkv2_dwconv', 'project_mid1', 'project_mid2', 'project_E',
+                    'project_E_d', 'project_E1', 'project_E1_d', 'project_E2', 'project_E2_d', 'project_out1',
+                    'project_out2')
+    names += [(f'FM.{c}.weight', True) for c in fusion_convs]
+    names += block('decoder.0') + block('decoder.1')
+    return names + [('project_out_0.weight', True), ('project_out_1.weight', True)]
+
+
+def random_net(method: str, seed: int = 0) -> torch.nn.Module:
+    """Our network with every tensor random (not the default init, where temperatures and norms are all 1)."""
+    torch.manual_seed(seed)
+    net = build_model(method).eval()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.copy_(torch.randn_like(p) * 0.2 + (1.0 if method == 'refusion' and p.ndim < 4 else 0.0))
+    return net
+
+
+def seafusion_release(net: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Our SeAFusion's tensors under FusionNet's key names, plus random BatchNorm tensors it never uses."""
+    values = iter(net.state_dict().values())
+    state = {}
+    for key, used in authors_seafusion_names():
+        if used:
+            state[key] = next(values).clone()
+        else:
+            state[key] = torch.tensor(7) if key.endswith('num_batches_tracked') else torch.rand(3)
+    assert next(values, None) is None
+    return state
+
+
+def refusion_release(net: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Our ReFusion's tensors as the release stores them: every conv under x.weight and x.conv.weight."""
+    names = authors_refusion_names()
+    values = list(net.state_dict().values())
+    assert len(names) == len(values) == 86
+    state = {}
+    for (key, is_conv), value in zip(names, values):
+        state[key] = value.clone()
+        if is_conv:
+            state[key[:-len('weight')] + 'conv.weight'] = value.clone()
+    return state
+
+
+RELEASES = {'seafusion': seafusion_release, 'refusion': refusion_release}
+
+
+@pytest.mark.parametrize('method', ['seafusion', 'refusion'])
+def test_converted_release_is_the_same_network(method):
+    net = random_net(method)
+    release = RELEASES[method](net)
+    if method == 'refusion':
+        assert len(release) == 140
+    converted = build_model(method).eval()
+    converted.load_state_dict(convert_state(method, release))
+    vis, ir = torch.rand(1, 1, 33, 47), torch.rand(1, 1, 33, 47)
+    with torch.no_grad():
+        torch.testing.assert_close(converted(vis, ir), net(vis, ir))
+
+
+def test_refusion_accepts_either_copy_and_rejects_copies_that_differ():
+    net = random_net('refusion')
+    release = refusion_release(net)
+    only_alias = {k: v for k, v in release.items() if not k.endswith('.conv.weight')}
+    only_inner = {k: v for k, v in release.items() if k[:-len('weight')] + 'conv.weight' not in release}
+    for state in (only_alias, only_inner):
+        assert len(state) == 86
+        for key, value in convert_state('refusion', state).items():
+            torch.testing.assert_close(value, net.state_dict()[key])
+    release['FM.project_E.conv.weight'] = release['FM.project_E.conv.weight'] + 1e-3
+    with pytest.raises(ValueError, match=r"'FM\.project_E\.conv\.weight' and 'FM\.project_E\.weight'"):
+        convert_state('refusion', release)
+
+
+@pytest.mark.parametrize('method', ['seafusion', 'refusion'])
+def test_wrong_missing_or_misshapen_keys_are_named(method):
+    release = RELEASES[method](random_net(method))
+    key = next(k for k in release if 'project_mid2' in k or 'inf_rgbd2.convup' in k)
+    missing = {k: v for k, v in release.items() if k != key and not k.startswith(key.replace('.weight', '.conv'))}
+    with pytest.raises(ValueError, match=f'key {key!r} missing'):
+        convert_state(method, missing)
+    with pytest.raises(ValueError, match="unexpected key 'extra.weight'"):
+        convert_state(method, {**release, 'extra.weight': torch.zeros(1)})
+    misshapen = {**release, key: torch.zeros(3, 3)}
+    if method == 'refusion':
+        misshapen.pop(key.replace('.weight', '.conv.weight'))
+    with pytest.raises(ValueError, match=r"has shape \(3, 3\)"):
+        convert_state(method, misshapen)
+
+
+def test_coconet_without_its_mapping_is_a_clear_error():
+    with pytest.raises(ValueError, match='coconet'):
+        convert_state('coconet', {})
+
+
+def test_not_a_state_dict_is_named(tmp_path):
+    torch.save({'model': {'a': torch.zeros(1)}, 'epoch': 3}, tmp_path / 'wrapped.pth')
+    with pytest.raises(ValueError, match='not a state dict'):
+        read_state_dict(tmp_path / 'wrapped.pth')
+    with pytest.raises(FileNotFoundError, match='checkpoint not found'):
+        read_state_dict(tmp_path / 'missing.pth')
+
+
+def test_cli_exports_the_release_with_its_provenance(tmp_path):
+    net = random_net('refusion', seed=1)
+    release = tmp_path / 'ReFusion_IVIF.pth'
+    torch.save(refusion_release(net), release)
+    samples = tmp_path / 'samples'
+    msrs_source(samples, (72, 56))
+    out = tmp_path / 'models' / 'refusion_ivif.onnx'
+    main(['--method', 'refusion', '--checkpoint', str(release), '--out', str(out), '--samples', str(samples)])
+    card = load_card(out)
+    source = card.provenance['source']
+    assert card.method == 'refusion' and source['origin'] == "converted from the authors' release"
+    assert source['file'] == 'ReFusion_IVIF.pth' and source['sha256'] == sha256_of(release)
+    assert card.provenance['export']['command'].startswith('python -m training.convert')
+    assert 'min-max' in card.provenance['notes'] and card.provenance['parameters'] == 59_856
+    float_path = out.with_name('refusion_ivif_float.onnx')
+    vis, ir = np.random.rand(1, 1, 41, 59).astype(np.float32), np.random.rand(1, 1, 41, 59).astype(np.float32)
+    got = ort.InferenceSession(str(float_path)).run(None, {'visible_y': vis, 'ir': ir})[0]
+    with torch.no_grad():
+        ref = net(torch.from_numpy(vis), torch.from_numpy(ir)).numpy()
+    np.testing.assert_allclose(got, ref, atol=1e-5)
+    weights = torch.load(out.with_suffix('.pt'), weights_only=True)
+    assert weights['method'] == 'refusion' and json.loads(out.with_suffix('.json').read_text())['sha256']
+
+
+def test_convert_function_names_a_bad_method(tmp_path):
+    with pytest.raises(ValueError, match="no converter for method 'densefuse'"):
+        convert_state('densefuse', {})
+    with pytest.raises(FileNotFoundError):
+        convert('seafusion', tmp_path / 'none.pth', tmp_path / 'x.onnx', tmp_path)
