@@ -146,3 +146,21 @@ def test_proposal_maps_move_away_from_uniform_under_training(tmp_path):
     with torch.no_grad():
         end = weight_spread(trainer.nets.proposal(ir, vis))
     assert end[0] > 2 * start[0] or end[1] > 2 * start[1]
+
+
+def test_plot_puts_the_weight_map_spread_on_its_own_axis(tmp_path):
+    from matplotlib.figure import Figure
+    from training.plot_log import _plot_row, plot_runs
+    run = tmp_path / 'refusion'
+    run.mkdir()
+    (run / 'train_log.csv').write_text('step,rec_loss,fusion_loss,r_loss,std_w_int,std_w_grad,seconds\n'
+                                       '10,0.5,0.1,0.4,0.001,0.002,5\n20,0.4,0.09,0.3,0.004,0.003,9\n')
+    (run / 'val_log.csv').write_text('step,val_loss,Qabf,VIF\n20,0.3,0.2,0.4\n')
+    plot_runs([run], tmp_path / 'curves.png')
+    assert (tmp_path / 'curves.png').read_bytes()[:4] == b'\x89PNG'
+    fig = Figure()
+    left, right = fig.subplots(1, 2)
+    _plot_row(run, left, right)
+    twin = next(a for a in fig.axes if a not in (left, right) and a.bbox.bounds == left.bbox.bounds)
+    assert [line.get_label() for line in left.lines] == ['rec_loss', 'fusion_loss', 'r_loss']   # log-scale losses
+    assert [line.get_label() for line in twin.lines] == ['std_w_int', 'std_w_grad']

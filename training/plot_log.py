@@ -5,7 +5,8 @@ Plot training runs' loss and validation curves to one PNG (one row per run, e.g.
     python -m training.plot_log --run runs/sgfusion runs/sgfusion_fused --out models/sgfusion_training.png
 
 Every loss column of train_log.csv is drawn (they differ per method: l_int/l_texture, l_rec/l_bce,
-l_sem), and the validation loss with Qabf, VIF and, for joint runs, the segmenter's mIoU.
+l_sem, rec_loss/fusion_loss/r_loss), ``std_*`` columns (ReFusion's weight-map spread) on a second
+axis, and the validation loss with Qabf, VIF and, for joint runs, the segmenter's mIoU.
 """
 
 import argparse
@@ -18,6 +19,7 @@ from matplotlib.figure import Figure
 
 
 NOT_LOSSES = ('step', 'lr', 'seconds', 'stage', 'phase')
+SPREAD_PREFIX = 'std_'   # ReFusion: spatial std of P's weight maps, on their own (linear) axis
 VAL_METRICS = (('Qabf', 's--', 'gray'), ('VIF', '^--', 'black'), ('miou_fused', 'd:', 'tab:red'),
                ('miou_visible', 'v:', 'tab:blue'), ('miou_infrared', 'x:', 'tab:orange'))
 
@@ -40,10 +42,18 @@ def read_columns(path: Path) -> dict[str, list[float]]:
 def _plot_row(run: Path, left, right) -> None:
     """Training loss terms on the left, validation loss and metrics on the right."""
     train, val = read_columns(run / 'train_log.csv'), read_columns(run / 'val_log.csv')
-    for key in (k for k in train if k not in NOT_LOSSES):
+    for key in (k for k in train if k not in NOT_LOSSES and not k.startswith(SPREAD_PREFIX)):
         left.plot(train['step'], train[key], label=key, linewidth=0.8)
     left.set(xlabel='step', ylabel='loss (batch)', title=f'{run.name}: training', yscale='log')
-    left.legend()
+    handles = left.get_legend_handles_labels()[0]
+    spreads = [k for k in train if k.startswith(SPREAD_PREFIX)]
+    if spreads:
+        twin = left.twinx()
+        for key, colour in zip(spreads, ('tab:purple', 'tab:brown')):
+            twin.plot(train['step'], train[key], ':', label=key, color=colour, linewidth=1.0)
+        twin.set_ylabel('spatial std of the weight maps')
+        handles += twin.get_legend_handles_labels()[0]
+    left.legend(handles=handles, fontsize='small')
     right.plot(val['step'], val['val_loss'], 'o-', label='val loss')
     right.set(xlabel='step', ylabel='validation loss', title=f'{run.name}: held-out pairs')
     twin = right.twinx()
