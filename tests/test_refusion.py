@@ -8,13 +8,14 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from fusion_ros.model_card import load_card
 from fusion_ros.networks.graphs import FloatGraph, FusionCore
 from fusion_ros.networks.refusion import FP32_OPS, ReFusion
 from fusion_ros.networks.registry import build_model
 from fusion_ros.tensorrt.onnx_support import graph_ops, SUPPORTED_OPS
 from training.checkpoint import load_checkpoint
 from training.config import config_from_dict
-from training.export import export_graph, float_specs
+from training.export import export, export_graph, float_specs
 from training.refusion import MetaTrainer
 from training.refusion_meta import fusion_loss, gradients, LossProposal, meta_step, MetaNets, Reconstruction, \
     reconstruction_loss, weight_spread
@@ -132,6 +133,11 @@ def test_resume_reproduces_the_uninterrupted_run_and_maps_are_not_constant(tmp_p
         val = list(csv.DictReader(handle))
     assert [int(v['step']) for v in val] == [3, 6] and {'val_loss', 'Qabf', 'VIF'} <= set(val[0])
     assert (tmp_path / 'split' / 'best.pt').exists()
+    uint8_path, _ = export(tmp_path / 'split' / 'last.pt', tmp_path / 'refusion.onnx', tmp_path / 'data')
+    card = load_card(uint8_path)                                      # through the registry, no ReFusion path
+    assert card.method == 'refusion'
+    assert card.provenance['training']['command'].startswith('python -m training.refusion')
+    assert card.provenance['parity']['uint8_max_abs_diff'] <= 1 and card.provenance['parameters'] == 59_856
 
 
 def test_proposal_maps_move_away_from_uniform_under_training(tmp_path):
