@@ -8,13 +8,14 @@ gradients are synchronised whatever path the method trains through.
 """
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Union
 
 import torch
 from torch import nn
 import torch.nn.functional as F
 
 from fusion_ros.networks.sgfusion import MULTIPLE
+from training import coconet_objective
 from training.config import TrainConfig
 from training.data import IGNORE
 from training.losses import content_loss, target_losses
@@ -102,11 +103,14 @@ class Objective:
     loss: Callable[..., Loss]
 
 
-OBJECTIVES = {
+# An entry is an Objective, or a function of the config that builds one (CoCoNet's read the VGG file it names).
+OBJECTIVES: dict[str, Union[Objective, Callable[[TrainConfig], Objective]]] = {
     'seafusion': Objective(lambda model: model, seafusion_loss),
     'seafusion_target': Objective(lambda model: model, seafusion_target_loss),
     'sgfusion': Objective(SingleImageTrainer, sgfusion_loss),
     'sgfusion_fused_decoder': Objective(FusedDecoderTrainer, seafusion_loss),
+    'coconet': lambda config: Objective(*coconet_objective.stage1(config)),
+    'coconet_contrastive': lambda config: Objective(*coconet_objective.stage2(config)),
 }
 
 
@@ -114,9 +118,10 @@ def objective_for(config: TrainConfig) -> Objective:
     """Look up the config's objective (default: the method's own), naming the known ones on a typo."""
     name = config.objective or config.method
     try:
-        return OBJECTIVES[name]
+        entry = OBJECTIVES[name]
     except KeyError:
         raise ValueError(f'no objective {name!r}; known: {", ".join(sorted(OBJECTIVES))}') from None
+    return entry if isinstance(entry, Objective) else entry(config)
 
 
 def fused_luma(model: nn.Module, vis: torch.Tensor, ir: torch.Tensor) -> torch.Tensor:
