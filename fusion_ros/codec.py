@@ -18,6 +18,8 @@ from typing import Any, NamedTuple, Optional
 import cv2
 import numpy as np
 
+from fusion_ros.echo import short_repr
+
 
 class _Layout(NamedTuple):
     """Pixel layout of one encoding."""
@@ -55,8 +57,8 @@ def _layout(encoding: str) -> _Layout:
     try:
         return _LAYOUTS[encoding]
     except (KeyError, TypeError):
-        raise ValueError(f'unsupported image encoding {encoding!r}; supported: {", ".join(SUPPORTED_ENCODINGS)}') \
-            from None
+        raise ValueError(f'unsupported image encoding {short_repr(encoding)}; supported: '
+                         f'{", ".join(SUPPORTED_ENCODINGS)}') from None
 
 
 def _as_byte_array(data: Any) -> np.ndarray:
@@ -224,4 +226,4 @@ def from_bgr(bgr: np.ndarray, encoding: str) -> np.ndarray:
         return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
     if encoding == 'mono8':
         return cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
-    raise ValueError(f'unsupported output encoding {encoding!r}; expected bgr8, rgb8 or mono8')
+    raise ValueError(f'unsupported output encoding {short_repr(encoding)}; expected bgr8, rgb8 or mono8')

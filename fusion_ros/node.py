@@ -1,14 +1,19 @@
 """
 fusion_node: a lifecycle node that pairs IR and visible frames and publishes the fused image.
 
-A thin rclpy shell around the ROS-free core: subscription callbacks only pair
-stamps; the freshest pair goes through a one-slot mailbox to one inference
-thread, which decodes, runs the shared FusionPipeline and publishes. The model
-loads in configure, topics exist while active, cleanup releases everything.
+A thin rclpy shell around the ROS-free core: subscription callbacks only check
+stamps (stamps.py) and pair them (pairing.py); the freshest pair goes through a
+one-slot mailbox to one supervised inference thread (worker.py), which decodes,
+runs the shared FusionPipeline and publishes. Health on /diagnostics is a pure
+function of what happened when (health.py). The model loads in configure, topics
+exist while active, cleanup releases everything. No input, parameter value or
+frame failure stops fusion: each is skipped or refused with a reason, logged once
+per reason per period (log_throttle.py) and counted.
 """
 
 import threading
 import time
+import traceback
 from typing import Any, Optional
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -22,16 +27,20 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
 
 from fusion_ros import codec
-from fusion_ros.backends.base import BackendError
 from fusion_ros.mailbox import Mailbox
 from fusion_ros.masks import colorize_mask, overlay_ids
 from fusion_ros.echo import clip
+from fusion_ros.health import assess, HealthLimits
+from fusion_ros.log_throttle import reason_key, ReasonThrottle
 from fusion_ros.node_params import backend_options, BY_NAME, PARAMS, problems, validate
 from fusion_ros.pairing import IR, make_pairer, STREAM_NAMES, VISIBLE
 from fusion_ros.pipeline import FusionPipeline, IrGain
 from fusion_ros.registration import make_registration
 from fusion_ros.stamps import StampGuard, StampVerdict
 from fusion_ros.stats import NodeStats
+from fusion_ros.worker import SupervisedWorker
+
+LOG_PERIOD_S = 2.0   # each kind of warning or error is logged at most once per period
 
 
 def _descriptor(param) -> ParameterDescriptor:
@@ -85,9 +94,11 @@ class FusionNode(LifecycleNode):
         self.pairer = None
         self.mailbox = Mailbox()
         self.stats = NodeStats()
+        self._throttle = ReasonThrottle(LOG_PERIOD_S)
+        self._limits = HealthLimits()
         self._pair_lock = threading.Lock()   # callbacks may run concurrently; never held during inference
         self._pairing_settings: Optional[tuple] = None
-        self._worker: Optional[threading.Thread] = None
+        self._worker = SupervisedWorker(self._inference_loop, 'fusion_inference', self._on_worker_death)
         self._subs: list = []
         self._pubs: dict[str, Any] = {}
         self._stamps = StampGuard(int(BY_NAME['pairing.clock_jump_threshold'].default * 1e9))
@@ -122,7 +133,7 @@ class FusionNode(LifecycleNode):
 
     def _apply(self, values: dict[str, Any]) -> None:
         """
-        Apply run-time tunable values (pairing, registration, gain) to the live objects.
+        Apply run-time tunable values (pairing, registration, gain, health limits) to the live objects.
 
         Each setting is replaced by one attribute assignment, so the inference thread sees either
         the old or the new value and needs no lock; the pairer is rebuilt (dropping its queued
@@ -141,6 +152,8 @@ class FusionNode(LifecycleNode):
         self._stamps.jump_threshold_ns = int(values['pairing.clock_jump_threshold'] * 1e9)
         self.output_encoding = values['output_encoding']
         self.mask_style = (values['mask.alpha'], np.array(values['mask.palette'], np.uint8).reshape(-1, 3))
+        self._limits = HealthLimits(values['no_pair_warn_after'], values['stream_warn_after'],
+                                    values['no_output_error_after'])
 
     # ---- lifecycle ---------------------------------------------------------------------------
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -173,16 +186,16 @@ class FusionNode(LifecycleNode):
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Subscribe and start the inference thread."""
         in_qos = self._qos('input')
+        with self._pair_lock:      # a new session: frames queued or stamps seen before do not count
+            self._stamps.reset()
+            self.pairer.reset()
+        self.stats.activated()
+        self.mailbox.reopen()
+        self._worker.start()
         self._subs = [
             self._subscribe(Image, 'ir/image', lambda m: self._on_image(IR, m), in_qos),
             self._subscribe(Image, 'visible/image', lambda m: self._on_image(VISIBLE, m), in_qos),
             self._subscribe(CameraInfo, 'visible/camera_info', self._on_camera_info, in_qos)]
-        with self._pair_lock:      # a new session: frames queued or stamps seen before do not count
-            self._stamps.reset()
-            self.pairer.reset()
-        self.mailbox.reopen()
-        self._worker = threading.Thread(target=self._inference_loop, name='fusion_inference', daemon=True)
-        self._worker.start()
         return super().on_activate(state)
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -191,14 +204,12 @@ class FusionNode(LifecycleNode):
             self.destroy_subscription(sub)
         self._subs = []
         self.stop_worker()
+        self.stats.deactivated()
         return super().on_deactivate(state)
 
     def stop_worker(self, timeout_s: float = 10.0) -> None:
         """Stop the inference thread and wait for the frame in flight, so nothing publishes after teardown."""
-        self.mailbox.close()
-        if self._worker and self._worker is not threading.current_thread():
-            self._worker.join(timeout=timeout_s)
-        self._worker = None
+        self._worker.stop(self.mailbox.close, timeout_s)
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Release the model and publishers."""
@@ -224,7 +235,7 @@ class FusionNode(LifecycleNode):
     def _subscribe(self, msg_type, topic: str, callback, qos: QoSProfile):
         """Subscribe, and say so loudly when a publisher's QoS can never match ours (silent nothing otherwise)."""
         def incompatible(info) -> None:
-            self.stats.qos_incompatible += 1
+            self.stats.count('qos_incompatible')
             self.get_logger().warning(
                 f'{topic}: a publisher offers QoS incompatible with this subscription '
                 f'({info.last_policy_kind.name}); set qos.input.reliability to match the camera driver',
@@ -238,7 +249,7 @@ class FusionNode(LifecycleNode):
                           reliability=ReliabilityPolicy.BEST_EFFORT if reliability == 'best_effort'
                           else ReliabilityPolicy.RELIABLE)
 
-    # ---- callbacks: store and pair only -----------------------------------------------------
+    # ---- callbacks: check stamps and pair only -----------------------------------------------
     def _on_camera_info(self, msg: CameraInfo) -> None:
         self._camera_info = msg
 
@@ -254,21 +265,29 @@ class FusionNode(LifecycleNode):
                 pair = self.pairer.add(stream, stamp, msg)
         name = STREAM_NAMES[stream]
         if check.verdict is StampVerdict.JUMP:
-            self.stats.clock_jumps += 1
-            self.get_logger().warning(f'clock jump: {name} stamp went back {check.back_ns / 1e9:.3f} s; pairing and '
-                                      'stamp tracking restarted (bag loop, sim reset or camera clock glitch)')
+            self.stats.count('clock_jumps')
+            self._log(self.get_logger().warning,
+                      f'clock jump: {name} stamp went back {check.back_ns / 1e9:.3f} s; pairing and stamp tracking '
+                      'restarted (bag loop, sim reset or camera clock glitch)')
         elif check.verdict is StampVerdict.LATE:
-            self._reject(f'{name} frame late: stamp {check.back_ns / 1e6:.1f} ms older than the last one')
+            self._skip(f'{name} frame late: stamp {check.back_ns / 1e6:.1f} ms older than the last one')
         elif check.verdict is StampVerdict.DUPLICATE:
-            self._reject(f'{name} frame duplicated: same stamp as the last one')
+            self._skip(f'{name} frame duplicated: same stamp as the last one')
         if pair is not None:
             self.stats.pair_formed()
             if self.mailbox.put(pair):
-                self.stats.dropped += 1
+                self.stats.count('dropped')
 
-    def _reject(self, reason: str) -> None:
-        self.stats.rejected += 1
-        self.get_logger().warning(f'frame skipped: {reason}', throttle_duration_sec=2.0)
+    def _skip(self, reason: str) -> None:
+        """A frame or pair the input made unusable: count it, keep the reason for health, log it (throttled)."""
+        self.stats.skipped(reason)
+        self._log(self.get_logger().warning, f'frame skipped: {reason}')
+
+    def _log(self, log, line: str) -> None:
+        """Log a line at most once per LOG_PERIOD_S per kind of line, saying how many of its kind were held back."""
+        held = self._throttle.admit(reason_key(line))
+        if held is not None:
+            log(line + (f' ({held} more like this in the last {LOG_PERIOD_S:g} s)' if held else ''))
 
     # ---- inference thread -------------------------------------------------------------------
     def _inference_loop(self) -> None:
@@ -280,22 +299,33 @@ class FusionNode(LifecycleNode):
                 continue
             self._process(*pair)
 
+    def _on_worker_death(self, err: BaseException) -> None:
+        """Runs in the dying thread: say why, with the traceback; the next diagnostics tick restarts it."""
+        trace = ''.join(traceback.format_exception(type(err), err, err.__traceback__))
+        self.get_logger().error(f'inference worker died: {type(err).__name__}: {clip(str(err))}\n{clip(trace, 4000)}')
+
     def _process(self, ir_msg: Image, vis_msg: Image) -> None:
-        started = time.perf_counter()
+        """Fuse and publish one pair; a ValueError is the input's fault (skipped), anything else a failure."""
+        self.stats.busy(time.monotonic())
         try:
-            ir = codec.to_mono(codec.image_to_array(ir_msg), ir_msg.encoding)
-            vis = codec.to_bgr(codec.image_to_array(vis_msg), vis_msg.encoding)
-            encoding, (alpha, palette) = self.output_encoding, self.mask_style
-            inference_started = time.perf_counter()
-            result = self.pipeline.fuse(ir, vis)
-            inference_ms = (time.perf_counter() - inference_started) * 1000
+            self._fuse_and_publish(ir_msg, vis_msg)
         except ValueError as err:
-            self._reject(str(err))
-            return
-        except BackendError as err:
-            self.stats.inference_failures += 1
-            self.get_logger().error(f'inference failed: {err}', throttle_duration_sec=2.0)
-            return
+            self._skip(clip(str(err)))
+        except Exception as err:  # BackendError, cv2.error, RCLError on publish...: this pair is lost, not the node
+            reason = f'{type(err).__name__}: {clip(str(err))}'
+            self.stats.failed(reason)
+            self._log(self.get_logger().error, f'frame failed: {reason}')
+        finally:
+            self.stats.busy(None)
+
+    def _fuse_and_publish(self, ir_msg: Image, vis_msg: Image) -> None:
+        started = time.perf_counter()
+        ir = codec.to_mono(codec.image_to_array(ir_msg), ir_msg.encoding)
+        vis = codec.to_bgr(codec.image_to_array(vis_msg), vis_msg.encoding)
+        encoding, (alpha, palette) = self.output_encoding, self.mask_style
+        inference_started = time.perf_counter()
+        result = self.pipeline.fuse(ir, vis)
+        inference_ms = (time.perf_counter() - inference_started) * 1000
         out = codec.from_bgr(result.fused_bgr, encoding)
         image = codec.array_to_image(out, encoding, header=vis_msg.header)
         self._pubs['image'].publish(image)
@@ -313,10 +343,14 @@ class FusionNode(LifecycleNode):
 
     # ---- diagnostics ------------------------------------------------------------------------
     def _publish_diagnostics(self) -> None:
+        """Restart a dead worker, then publish health and counters."""
         if self.pipeline is None:
             return
-        warn_after = self.get_parameter('no_pair_warn_after').value
-        level, message = self.stats.health(warn_after, self.pairer.stats.last_skew_ns)
+        death = self._worker.restart_if_dead()
+        if death:
+            self.stats.worker_died(death)
+            self.get_logger().error(f'inference worker restarted after it died ({death})')
+        level, message = assess(self.stats.snapshot(self.pairer.stats.last_skew_ns), self._limits)
         status = DiagnosticStatus(level=level, name=f'{self.get_name()}: fusion', message=message,
                                   hardware_id=self.pipeline.backend.describe())
         values = self.stats.report(self.pairer.stats)

@@ -114,6 +114,11 @@ PARAMS = (
     Param('diagnostics_period', 1.0, 'seconds between /diagnostics messages', read_only=True, low=0.05, high=60.0),
     Param('no_pair_warn_after', 2.0, 'WARN in diagnostics when no pair formed for this many seconds',
           low=0.1, high=3600.0),
+    Param('stream_warn_after', 2.0, 'WARN in diagnostics, per stream and with its age, when an input stream has '
+          'been silent this many seconds', low=0.1, high=3600.0),
+    Param('no_output_error_after', 10.0, 'ERROR in diagnostics when pairs keep forming but no fused frame was '
+          'published for this many seconds (every pair skipped or failing); keep it above the slowest inference',
+          low=0.1, high=3600.0),
 )
 BY_NAME = {p.name: p for p in PARAMS}
 
@@ -146,6 +151,9 @@ def problems(values: dict[str, Any]) -> list[str]:
         return found
     if values.get('registration.mode') == 'homography' and len(values.get('registration.homography', [])) != 9:
         found.append('registration.mode homography needs registration.homography with 9 numbers')
+    if values.get('ir_gain.high', 0.0) and values.get('ir_gain.low', 0.0) >= values['ir_gain.high']:
+        found.append('ir_gain.low must be below ir_gain.high (or set ir_gain.high 0 for the encoding maximum); got '
+                     f'{values.get("ir_gain.low", 0.0)} >= {values["ir_gain.high"]}')
     if values.get('ir_gain.percentile_low', 1.0) >= values.get('ir_gain.percentile_high', 99.0):
         found.append('ir_gain.percentile_low must be below ir_gain.percentile_high')
     try:

@@ -59,6 +59,11 @@ def ir_to_uint8(ir: np.ndarray, gain: IrGain) -> np.ndarray:
         raise ValueError(f'infrared image must be single-channel (H, W), got shape {ir.shape}')
     if ir.dtype == np.uint8 and gain.mode == 'fixed' and gain.low == 0 and gain.high in (None, 255):
         return ir
+    if ir.dtype in (np.uint8, np.uint16) and gain.mode == 'fixed' and gain.high is None \
+            and gain.low >= np.iinfo(ir.dtype).max:
+        top = np.iinfo(ir.dtype).max
+        raise ValueError(f'fixed IR gain: low end {gain.low:g} is not below {top}, the maximum of this '
+                         f'{8 * ir.dtype.itemsize}-bit infrared frame (lower the low end, or give the high end)')
     return to_uint8(ir_to_unit(ir, gain.mode, gain.low, gain.high, gain.percentiles))
 
 

@@ -242,3 +242,11 @@ def test_modules_import_without_ros_or_torch():
             'bad = [m for m in ("rclpy", "torch", "sensor_msgs") if m in sys.modules]; '
             'assert not bad, bad')
     subprocess.run([sys.executable, '-c', code], check=True, timeout=60, cwd=Path(__file__).resolve().parents[1])
+
+
+def test_a_long_encoding_is_not_echoed_whole():
+    msg = padded_message(np.zeros((2, 2), np.uint8), 'mono8', pad=0)
+    msg.encoding = 'x' * 1000
+    with pytest.raises(ValueError, match=r'\(1000 characters\)') as err:
+        codec.image_to_array(msg)
+    assert len(str(err.value)) < 200

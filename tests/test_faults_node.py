@@ -5,13 +5,17 @@ Each test first reproduced its fault against the node as it was; most use a real
 costs nothing (fused = visible) so they measure the node and not inference.
 """
 
+import time
+
+from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import Log
 from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image
 
 from tests import node_harness
-from tests.node_harness import identity_model, image_msg, IR, VIS, wait_for
+from tests.model_fixtures import write_tiny_model
+from tests.node_harness import ERROR, identity_model, image_msg, IR, statuses, VIS, wait_for, WARN
 
 harness_factory = node_harness.harness_factory   # the shared fixture
 
@@ -110,3 +114,144 @@ def test_a_bad_value_at_start_up_fails_configure_with_the_reason_and_can_be_fixe
     h.start()
     h.send(IR, VIS, 1)
     assert wait_for(lambda: fused)
+
+
+def test_an_empty_fixed_ir_range_is_rejected(harness_factory, tmp_path):
+    """F4: ir_gain.low >= ir_gain.high was accepted, and then every frame was skipped."""
+    h = harness_factory(identity_model(tmp_path))
+    assert h.node.set_parameters([Parameter('ir_gain.high', value=1000.0)])[0].successful
+    for low in (1000.0, 1500.0):
+        result = h.node.set_parameters([Parameter('ir_gain.low', value=low)])[0]
+        assert not result.successful and 'ir_gain.low must be below ir_gain.high' in result.reason
+    assert h.node.get_parameter('ir_gain.low').value == 0.0
+    result = h.node.set_parameters_atomically([Parameter('ir_gain.low', value=900.0),
+                                               Parameter('ir_gain.high', value=800.0)])
+    assert not result.successful and h.node.get_parameter('ir_gain.high').value == 1000.0
+
+
+def two_channel_model(folder):
+    """A broken export: fused_bgr has 2 channels. rgb8 output then fails in OpenCV (cv2.error, not ValueError)."""
+    from onnx import helper, TensorProto
+
+    def const(name, value):
+        return helper.make_node('Constant', [], [name], value=helper.make_tensor(name, TensorProto.INT64, [1], [value]))
+    return write_tiny_model(folder, 'two_channel', helper.make_node('Slice', ['visible_bgr', 's', 'e', 'a'],
+                                                                    ['fused_bgr']),
+                            [const('s', 0), const('e', 2), const('a', 2)])
+
+
+def diagnostic(diagnostics, level, text):
+    """Whether a status of that level containing text has been received."""
+    return any(s.level == level and text in s.message for s in statuses(diagnostics))
+
+
+def test_any_exception_in_a_frame_is_counted_and_the_worker_goes_on(harness_factory, tmp_path):
+    """F5: a cv2.error (not ValueError / BackendError) killed the inference thread; /diagnostics stayed OK."""
+    h = harness_factory(two_channel_model(tmp_path), output_encoding='rgb8', diagnostics_period=0.1)
+    diagnostics = h.record(DiagnosticArray, '/diagnostics')
+    h.start()
+    for sec in (1, 2):
+        h.send(IR, VIS, sec)
+        assert wait_for(lambda: h.node.stats.inference_failures == sec), f'pair {sec} was not processed'
+    assert wait_for(lambda: diagnostic(diagnostics, ERROR, 'error'))
+    assert h.node.stats.worker_restarts == 0
+
+
+class WorkerKilled(BaseException):
+    """Not an Exception: the one kind of fault the per-frame handler lets through."""
+
+
+def test_a_dead_worker_is_restarted_with_an_error_diagnostic(harness_factory, tmp_path):
+    """
+    F5 / health: whatever ends the inference thread, it is restarted and /diagnostics says ERROR.
+
+    Once every Exception is handled per frame no real input can end the thread, so this test injects
+    the remaining kind (a BaseException) into the pipeline call once; everything else is real.
+    """
+    h = harness_factory(identity_model(tmp_path), diagnostics_period=0.1)
+    fused = h.record(Image, 'fused/image')
+    diagnostics = h.record(DiagnosticArray, '/diagnostics')
+    h.start()
+    real_fuse = h.node.pipeline.fuse
+    calls = []
+
+    def dies_once(ir, vis):
+        calls.append(1)
+        if len(calls) == 1:
+            raise WorkerKilled('injected')
+        return real_fuse(ir, vis)
+    h.node.pipeline.fuse = dies_once
+    h.send(IR, VIS, 1)
+    assert wait_for(lambda: h.node.stats.worker_restarts == 1)
+    assert wait_for(lambda: diagnostic(diagnostics, ERROR, 'inference worker died (WorkerKilled: injected)'))
+    h.send(IR, VIS, 2)
+    assert wait_for(lambda: stamps(fused) == [2])
+
+
+def test_no_output_while_pairs_arrive_is_an_error_naming_the_skip_reason(harness_factory, tmp_path):
+    """F4 / health: ir_gain.low 300 with 8-bit IR skipped every pair while /diagnostics said OK."""
+    h = harness_factory(identity_model(tmp_path), ir_gain__low=300.0, diagnostics_period=0.1,
+                        no_output_error_after=0.5)
+    diagnostics = h.record(DiagnosticArray, '/diagnostics')
+    h.start()
+    deadline = time.monotonic() + 20
+    sec = 0
+    while not diagnostic(diagnostics, ERROR, 'no fused frame published') and time.monotonic() < deadline:
+        sec += 1
+        h.send(IR, VIS, sec)
+        time.sleep(0.1)
+    status = next(s for s in statuses(diagnostics) if 'no fused frame published' in s.message)
+    assert 'low end 300 is not below 255' in status.message
+
+
+def test_a_stopped_stream_warns_with_its_age_and_rates_decay_to_zero(harness_factory, tmp_path):
+    """Health: a stream that stops is named with its age; rates fall to 0 instead of keeping their last value."""
+    h = harness_factory(identity_model(tmp_path), diagnostics_period=0.2, stream_warn_after=0.5)
+    diagnostics = h.record(DiagnosticArray, '/diagnostics')
+    h.start()
+    for sec in range(1, 6):
+        h.send(IR, VIS, sec)
+        time.sleep(0.05)
+    sec = 6
+    while not diagnostic(diagnostics, WARN, 'ir stream stopped'):      # visible goes on alone
+        h.pub_vis.publish(image_msg(VIS, 'bgr8', sec, 'visible_cam'))
+        sec += 1
+        time.sleep(0.05)
+        assert sec < 400, 'no WARN for the stopped IR stream'
+    assert not diagnostic(diagnostics, WARN, 'visible stream stopped')
+    assert wait_for(lambda: diagnostic(diagnostics, WARN, 'visible stream stopped'))   # now both stopped
+
+    def rates():
+        status = statuses(diagnostics)[-1]
+        return {kv.key: kv.value for kv in status.values if 'rate' in kv.key}
+    assert wait_for(lambda: set(rates().values()) == {'0.0'}, timeout=10)
+
+
+def test_each_skip_reason_is_logged_and_long_encodings_are_cut(harness_factory, tmp_path):
+    """Smaller problems: one throttle hid every reason but the first; a 1000-character encoding was echoed whole."""
+    h = harness_factory(identity_model(tmp_path))
+    skipped = node_logs(h, 'frame skipped')
+    h.start()
+    long_encoding = image_msg(VIS, 'bgr8', 1, 'visible_cam')
+    long_encoding.encoding = 'x' * 1000
+    zero = image_msg(VIS, 'bgr8', 2, 'visible_cam')
+    zero.height = 0
+    for bad in (long_encoding, zero):
+        h.pub_ir.publish(image_msg(IR, 'mono8', bad.header.stamp.sec, 'ir_cam'))
+        h.pub_vis.publish(bad)
+    h.pub_ir.publish(image_msg(IR, 'mono8', 2, 'ir_cam'))                # a duplicate stamp
+    assert wait_for(lambda: len(skipped) == 3), skipped
+    assert any('unsupported image encoding' in line and '(1000 characters)' in line for line in skipped)
+    assert all(len(line) < 400 for line in skipped)
+
+
+def test_a_duplicated_pair_gives_one_output(harness_factory, tmp_path):
+    """Smaller problem: the same pair delivered twice gave two fused frames with the same stamp."""
+    h = harness_factory(identity_model(tmp_path))
+    fused = h.record(Image, 'fused/image')
+    h.start()
+    h.send(IR, VIS, 7)
+    h.send(IR, VIS, 7)
+    h.send(IR, VIS, 8)
+    assert wait_for(lambda: stamps(fused)[-1:] == [8])
+    assert stamps(fused) == [7, 8]
