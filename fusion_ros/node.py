@@ -22,6 +22,7 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 import rclpy
 from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
+from rclpy.executors import ExternalShutdownException
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
@@ -362,19 +363,24 @@ class FusionNode(LifecycleNode):
         self._diag_pub.publish(msg)
 
 
-def main(args: Optional[list[str]] = None) -> None:
-    """Console script `fusion_node`."""
+def main(args: Optional[list[str]] = None) -> int:
+    """
+    Console script `fusion_node`; SIGINT and SIGTERM (docker stop, systemd) end it with exit status 0.
+
+    rclpy's signal handler shuts the context down, which makes spin raise ExternalShutdownException:
+    that is the normal way out, not an error. A failed autostart configure leaves the node up and
+    unconfigured (the reason is logged), so the values can be fixed and configure triggered again.
+    """
     rclpy.init(args=args)
     node = FusionNode()
-    if node.get_parameter('autostart').value:
-        node.trigger_configure()
-        node.trigger_activate()
     try:
+        if node.get_parameter('autostart').value and node.trigger_configure() == TransitionCallbackReturn.SUCCESS:
+            node.trigger_activate()
         rclpy.spin(node)
-    except KeyboardInterrupt:
-        pass
+    except (KeyboardInterrupt, ExternalShutdownException):
+        node.get_logger().info('shutting down on a signal')
     finally:
         node.stop_worker()
         node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
+        rclpy.try_shutdown()
+    return 0

@@ -3,6 +3,7 @@
 import os
 from pathlib import Path
 import random
+import signal
 import subprocess
 import sys
 import time
@@ -72,3 +73,26 @@ def test_console_script_with_params_file(exported, tmp_path):
     expected = FusionPipeline.from_model(exported[0], threads=1).fuse(ir, vis).fused_bgr[..., ::-1]
     np.testing.assert_array_equal(codec.image_to_array(out), expected)
     assert 'configured: onnxruntime' in output
+
+
+def test_sigterm_shuts_the_node_down_cleanly(tmp_path):
+    """F10: docker stop / systemd send SIGTERM; the node ended with a traceback and exit status 1."""
+    from tests.node_harness import identity_model
+    log_path = tmp_path / 'node.log'
+    with log_path.open('w') as log:
+        proc = subprocess.Popen([str(SCRIPT), '--ros-args', '-p', f'model_path:={identity_model(tmp_path)}',
+                                 '-r', '__ns:=/sigterm'], stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 60
+            while 'configured:' not in log_path.read_text() and time.monotonic() < deadline and proc.poll() is None:
+                time.sleep(0.1)
+            assert 'configured:' in log_path.read_text(), log_path.read_text()[-3000:]
+            time.sleep(0.5)
+            proc.send_signal(signal.SIGTERM)
+            code = proc.wait(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    output = log_path.read_text()
+    assert code == 0, output[-3000:]
+    assert 'Traceback' not in output and 'shutting down' in output
