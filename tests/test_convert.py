@@ -16,7 +16,9 @@ import torch
 
 from fusion_ros.model_card import load_card, sha256_of
 from fusion_ros.networks.registry import build_model
+from training.coconet_convert import from_released_state_dict
 from training.convert import convert, convert_state, main, read_state_dict
+from tests.test_coconet import released_state_dict as released_coconet_state_dict
 from tests.msrs_fixtures import msrs_source
 
 
@@ -142,9 +144,17 @@ def test_wrong_missing_or_misshapen_keys_are_named(method):
         convert_state(method, misshapen)
 
 
-def test_coconet_without_its_mapping_is_a_clear_error():
-    with pytest.raises(ValueError, match='coconet'):
-        convert_state('coconet', {})
+def test_coconet_release_goes_through_its_own_mapping(tmp_path):
+    released = released_coconet_state_dict()
+    torch.save({**released, 'epoch': 3}, tmp_path / 'coconet.pth')           # the wrapper the release saves
+    state = read_state_dict(tmp_path / 'coconet.pth')
+    converted = convert_state('coconet', state)
+    expected = from_released_state_dict(released)
+    assert converted.keys() == expected.keys()
+    for key, value in expected.items():
+        torch.testing.assert_close(converted[key], value)
+    with pytest.raises(ValueError, match='coconet checkpoint: .*conv11.weight'):
+        convert_state('coconet', {**state, 'conv11.weight': torch.zeros(1)})
 
 
 def test_not_a_state_dict_is_named(tmp_path):

@@ -23,6 +23,7 @@ import torch
 from fusion_ros.networks.graphs import core_from_weights
 from fusion_ros.networks.registry import build_model
 from fusion_ros.model_card import sha256_of
+from training.coconet_convert import from_released_state_dict
 from training.export import export_core
 
 StateDict = dict[str, torch.Tensor]
@@ -32,6 +33,7 @@ UNUSED_SEAFUSION = re.compile(r'decode\d\.bn\.')   # BatchNorm2d declared in Con
 RELEASES = {
     'seafusion': 'https://github.com/Linfeng-Tang/SeAFusion (FusionNet, fusionmodel_final.pth)',
     'refusion': 'https://github.com/HaowenBai/ReFusion (ReFusion, models/ReFusion_*.pth)',
+    'coconet': 'https://github.com/runjia0124/CoCoNet (Unet_resize_conv, {"state_dict": ...} checkpoints)',
 }
 
 NOTES = {
@@ -41,11 +43,14 @@ NOTES = {
     'refusion': 'The released checkpoints store every conv twice (x.weight and x.conv.weight); the two copies '
                 'were checked to be equal. The released test script min-max normalises every output image; '
                 'this graph does not (a per-frame gain flickers on video).',
+    'coconet': 'The released network declares se_32 and att_deconv9, which forward() never calls; their tensors '
+               'are dropped. The released test script feeds [0, 255] without eval(); this graph runs the '
+               'network in eval mode on [0, 1] inputs, as methods.md describes.',
 }
 
 
 def seafusion_key_map() -> dict[str, str]:
-    """Authors' FusionNet keys -> our SeAFusion keys (the BatchNorm tensors are not in it: they are dropped)."""
+    """Map the authors' FusionNet keys to our SeAFusion keys (the unused BatchNorm tensors are not in it)."""
     grdb = {'dense.conv1.conv': 'dense1.0', 'dense.conv2.conv': 'dense2.0', 'convdown.conv': 'fuse',
             'sobelconv.convx': 'sobel.gx', 'sobelconv.convy': 'sobel.gy', 'convup.conv': 'grad'}
     modules = {}
@@ -61,7 +66,7 @@ def seafusion_key_map() -> dict[str, str]:
 
 
 def refusion_key_map() -> dict[str, str]:
-    """Authors' ReFusion keys (one name per tensor, ``x.weight`` for convs) -> our ReFusion keys."""
+    """Map the authors' ReFusion keys (one name per tensor, ``x.weight`` for convs) to our ReFusion keys."""
     block = {'norm1.body.weight': 'norm1.weight', 'norm1.body.bias': 'norm1.bias',
              'norm2.body.weight': 'norm2.weight', 'norm2.body.bias': 'norm2.bias',
              'attn.temperature': 'attn.temperature', 'attn.qkv.weight': 'attn.qkv.0.weight',
@@ -119,8 +124,11 @@ def convert_refusion(state: StateDict) -> StateDict:
 
 
 def convert_coconet(state: StateDict) -> StateDict:
-    """CoCoNet's mapping belongs with its network; until it exists, say so instead of guessing a layout."""
-    raise ValueError('coconet conversion is not available yet: no mapping of the released CoCoNet layout exists')
+    """Apply CoCoNet's mapping (training.coconet_convert, kept with its network); key errors become ValueErrors."""
+    try:
+        return from_released_state_dict(state)
+    except KeyError as err:
+        raise ValueError(f'coconet checkpoint: {err.args[0]}') from None
 
 
 CONVERTERS: dict[str, Callable[[StateDict], StateDict]] = {
@@ -135,6 +143,8 @@ def read_state_dict(path: Path) -> StateDict:
     if not Path(path).is_file():
         raise FileNotFoundError(f'checkpoint not found: {path}')
     state = torch.load(path, map_location='cpu', weights_only=True)
+    if isinstance(state, dict) and isinstance(state.get('state_dict'), dict):
+        state = state['state_dict']         # {'state_dict': ..., 'epoch': ...}, as CoCoNet's release saves
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f'{path} is not a state dict (a mapping of names to tensors)')
     return state
