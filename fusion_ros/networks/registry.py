@@ -3,11 +3,13 @@
 from torch import nn
 
 from fusion_ros.networks.coconet import CoCoNet
+from fusion_ros.networks.realtime import RealtimeFusion
 from fusion_ros.networks.refusion import ReFusion
 from fusion_ros.networks.seafusion import SeAFusion
 from fusion_ros.networks.sgfusion import SGFusion
 
-MODELS = {'seafusion': SeAFusion, 'sgfusion': SGFusion, 'refusion': ReFusion, 'coconet': CoCoNet}
+MODELS = {'seafusion': SeAFusion, 'sgfusion': SGFusion, 'refusion': ReFusion, 'coconet': CoCoNet,
+          'realtime': RealtimeFusion}
 
 
 def build_model(method: str) -> nn.Module:
