@@ -43,9 +43,11 @@ def released_state_dict(seed: int = 0) -> dict:
     for name, c_in, c_out, k in RELEASED_CONVS:
         conv(name, c_in, c_out, k)
     for name, c in RELEASED_BNS:
-        sd.update({f'{name}.weight': 1 + 0.1 * torch.randn(c, generator=g), f'{name}.bias': 0.1 * torch.randn(c, generator=g),
+        sd.update({f'{name}.weight': 1 + 0.1 * torch.randn(c, generator=g),
+                   f'{name}.bias': 0.1 * torch.randn(c, generator=g),
                    f'{name}.running_mean': 0.1 * torch.randn(c, generator=g),
-                   f'{name}.running_var': 0.5 + torch.rand(c, generator=g), f'{name}.num_batches_tracked': torch.tensor(7)})
+                   f'{name}.running_var': 0.5 + torch.rand(c, generator=g),
+                   f'{name}.num_batches_tracked': torch.tensor(7)})
     for c in (32, 64, 128, 256):
         for part in ('conv_1', 'conv_2', 'conv_3'):
             conv(f'se_{c}.{part}', c, c, 3)
@@ -56,7 +58,7 @@ def released_state_dict(seed: int = 0) -> dict:
 
 
 def released_forward(sd: dict, vis: torch.Tensor, ir: torch.Tensor) -> torch.Tensor:
-    """The released forward in eval mode, written against the authors' key names; inputs in [-1, 1]."""
+    """Run the released forward in eval mode, written against the authors' key names; inputs in [-1, 1]."""
     def conv(name, x):
         w = sd[f'{name}.weight']
         return F.conv2d(x, w, sd[f'{name}.bias'], padding=w.shape[-1] // 2)
@@ -106,7 +108,7 @@ def released_forward(sd: dict, vis: torch.Tensor, ir: torch.Tensor) -> torch.Ten
 
 
 def vgg_file(tmp_path, channels: int = 1, seed: int = 0):
-    """A torchvision-format VGG-19 state dict to relu5_1 (classifier keys included, as torchvision has them)."""
+    """Write a torchvision-format VGG-19 state dict to relu5_1 (classifier keys included, as torchvision has them)."""
     torch.manual_seed(seed)
     state = {f'features.{k}': v for k, v in gray_vgg19_features(30).state_dict().items()}
     if channels == 3:

@@ -21,7 +21,7 @@ ATTENTION_PARTS = {'conv_1': 'query', 'conv_2': 'key', 'conv_3': 'value'}
 
 
 def released_module_map() -> dict[str, str]:
-    """Authors' module name -> ours (BatchNorm of a block is index 2 of our ConvBlock: conv, LeakyReLU, BN)."""
+    """Map each of the authors' module names to ours (a block's BN is index 2 of our ConvBlock: conv, LeakyReLU, BN)."""
     names: dict[str, str] = {}
     blocks = {(1, 1): 'encoder.0.0', (1, 2): 'encoder.0.1', (2, 1): 'encoder.1.0', (2, 2): 'encoder.1.1',
               (3, 1): 'encoder.2.0', (3, 2): 'encoder.2.1', (4, 1): 'encoder.3', (4, 2): 'bottom',

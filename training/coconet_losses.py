@@ -49,8 +49,8 @@ def ssim_per_sample(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 def entropy_per_sample(x: torch.Tensor) -> torch.Tensor:
     """Shannon entropy (bits) of each sample's 256-bin histogram; x (N, 1, H, W) in [0, 1], levels floor(255 x)."""
     levels = (x.detach().flatten(1).clamp(0.0, 1.0) * 255.0).long()
-    counts = torch.zeros(x.shape[0], 256, device=x.device).scatter_add_(1, levels, torch.ones_like(levels,
-                                                                                                 dtype=torch.float32))
+    ones = torch.ones_like(levels, dtype=torch.float32)
+    counts = torch.zeros(x.shape[0], 256, device=x.device).scatter_add_(1, levels, ones)
     p = counts / counts.sum(1, keepdim=True)
     return -(p * torch.log2(p.clamp_min(1e-12))).sum(1)
 

@@ -29,8 +29,8 @@ Loss = tuple[torch.Tensor, dict[str, float]]
 def read_vgg_file(path: str) -> dict[str, torch.Tensor]:
     """Read a VGG-19 state dict once per process (validation rebuilds the train module each time)."""
     if not path:
-        raise ValueError('CoCoNet needs VGG-19 weights: set vgg_weights (or --vgg-weights FILE) to a torchvision-format '
-                         'state dict, or train the local extractor: python -m training.coconet_vgg '
+        raise ValueError('CoCoNet needs VGG-19 weights: set vgg_weights (or --vgg-weights FILE) to a torchvision-'
+                         'format state dict, or train the local extractor: python -m training.coconet_vgg '
                          '--config training/configs/coconet_vgg.yaml')
     if not Path(path).is_file():
         raise FileNotFoundError(f'vgg_weights file not found: {path}')

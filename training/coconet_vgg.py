@@ -25,7 +25,6 @@ from typing import Optional
 import numpy as np
 import torch
 from torch import nn
-import torch.nn.functional as F
 
 from fusion_ros.networks.coconet import BRANCH_TAPS, gray_vgg19_features
 from training.checkpoint import load_checkpoint, save_checkpoint
@@ -84,7 +83,7 @@ def reconstruction_loss(model: VGGAutoencoder, images: torch.Tensor) -> tuple[to
 
 
 def feature_state_dict(model: VGGAutoencoder) -> dict[str, torch.Tensor]:
-    """The extractor in torchvision's key layout, as ``vgg_weights`` files are read."""
+    """Return the extractor in torchvision's key layout, as ``vgg_weights`` files are read."""
     return {f'features.{k}': v.detach().clone() for k, v in model.features.state_dict().items()}
 
 

@@ -166,7 +166,7 @@ class CoCoNet(nn.Module):
         return self.merge[level](torch.cat([attention(unet), attention(vgg_vis), attention(vgg_ir)], 1))
 
     def fuse_signed(self, vis: torch.Tensor, ir: torch.Tensor) -> torch.Tensor:
-        """The released network proper: (N, 1, H, W) inputs in [-1, 1], sides multiples of 16 -> tanh output."""
+        """Run the released network proper on (N, 1, H, W) inputs in [-1, 1], sides multiples of 16 -> tanh output."""
         vgg_vis, vgg_ir = self.vgg(vis), self.vgg(ir)
         skips, x = [], torch.cat([vis, ir], 1)
         for level, stage in enumerate(self.encoder):
