@@ -22,6 +22,7 @@ class DataSource:
     vis: str
     masks: str = ''                 # folder of ground-truth masks (same stems); '' when the source has none
     mask_format: str = 'yolo_boxes'  # see fusion_ros.mask_io.MASK_FORMATS
+    teacher: str = ''               # folder of a teacher's fused Y (16-bit PNG, same stems); '' = none
 
 
 @dataclass
@@ -67,6 +68,9 @@ class TrainConfig:
     # CoCoNet (objectives coconet, coconet_contrastive; training.coconet_objective)
     vgg_weights: str = ''           # VGG-19 state dict, torchvision keys (ImageNet, or training.coconet_vgg's)
     contrast_weight: float = 1.0    # weight of the coupled contrastive loss in stage 2
+    # Distillation (objective realtime_distill, training.distill)
+    teacher: str = ''               # teacher graph (float ONNX) that fills the sources' teacher folders
+    distill_weight: float = 10.0    # weight of L1(student, teacher) beside the content loss
     out_dir: str = 'runs/seafusion'
 
 

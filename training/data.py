@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 
 from fusion_ros.color import bgr_to_ycrcb, ir_to_unit, to_unit
-from fusion_ros.imageio import pair_folders, read_ir, read_visible
+from fusion_ros.imageio import pair_folders, read_image, read_ir, read_visible
 from fusion_ros.mask_io import IGNORE, mask_path, read_mask
 from training.config import DataSource
 
@@ -24,6 +24,7 @@ class Pair:
     vis_y: np.ndarray    # (H, W)
     vis_bgr: np.ndarray  # (H, W, 3) uint8, for colour output and metrics
     mask: Optional[np.ndarray] = None  # (H, W) uint8 class ids, when the source has masks
+    teacher: Optional[np.ndarray] = None  # (H, W) float32 [0, 1], a teacher's fused Y, when the source names one
 
 
 def visible_luma(vis: np.ndarray) -> np.ndarray:
@@ -32,15 +33,28 @@ def visible_luma(vis: np.ndarray) -> np.ndarray:
     return unit if unit.ndim == 2 else bgr_to_ycrcb(unit)[0].astype(np.float32)
 
 
-def load_pair(name: str, source: str, ir_path, vis_path, masks: Optional[tuple[Path, str]] = None) -> Pair:
-    """Load one pair (and its mask from (folder, format)); IR of another size is resized into the visible frame."""
+def read_teacher(folder: Path, name: str, shape: tuple[int, int]) -> np.ndarray:
+    """A teacher's fused Y for pair `name` (16-bit PNG) in [0, 1]; a missing or mis-sized file is a named error."""
+    path = Path(folder) / f'{name}.png'
+    if not path.is_file():
+        raise FileNotFoundError(f'no teacher image {path} (training.distill fills the folder from the teacher graph)')
+    plane = read_image(path)
+    if plane.shape != shape or plane.dtype != np.uint16:
+        raise ValueError(f'teacher image {path} is {plane.dtype} {plane.shape}, expected uint16 {shape}')
+    return plane.astype(np.float32) / np.float32(65535.0)
+
+
+def load_pair(name: str, source: str, ir_path, vis_path, masks: Optional[tuple[Path, str]] = None,
+              teacher: Optional[Path] = None) -> Pair:
+    """Load one pair (its mask from (folder, format), its teacher Y from a folder); IR is resized to the visible."""
     vis = read_visible(vis_path)
     ir = read_ir(ir_path)
     if ir.shape[:2] != vis.shape[:2]:
         ir = cv2.resize(ir, (vis.shape[1], vis.shape[0]), interpolation=cv2.INTER_LINEAR)
     vis_bgr = vis if vis.ndim == 3 else cv2.cvtColor(vis, cv2.COLOR_GRAY2BGR)
     mask = read_mask(mask_path(masks[0], name, masks[1]), masks[1], vis.shape[:2]) if masks else None
-    return Pair(name, source, ir_to_unit(ir), visible_luma(vis), vis_bgr, mask)
+    plane = read_teacher(teacher, name, vis.shape[:2]) if teacher else None
+    return Pair(name, source, ir_to_unit(ir), visible_luma(vis), vis_bgr, mask, plane)
 
 
 def load_sources(sources: list[DataSource]) -> list[Pair]:
@@ -51,7 +65,8 @@ def load_sources(sources: list[DataSource]) -> list[Pair]:
         if not matched:
             raise FileNotFoundError(f'source {src.name!r}: no pairs with matching names in {src.ir} and {src.vis}')
         masks = (Path(src.masks), src.mask_format) if src.masks else None
-        pairs += [load_pair(ir.stem, src.name, ir, vis, masks) for ir, vis in matched]
+        teacher = Path(src.teacher) if src.teacher else None
+        pairs += [load_pair(ir.stem, src.name, ir, vis, masks, teacher) for ir, vis in matched]
     return pairs
 
 
@@ -82,6 +97,10 @@ class CropSampler:
         self.weights = area / area.sum()
         self.crop = crop
         self.rng = np.random.default_rng(seed)
+        # A teacher's fused Y rides along as a second channel of the visible batch (distillation objectives).
+        self.with_teacher = any(p.teacher is not None for p in self.pairs)
+        if self.with_teacher and any(p.teacher is None for p in self.pairs):
+            raise ValueError('some training pairs have a teacher image and some do not; give every source a teacher')
         # Labelled target pixels per pair, for crops drawn around a target (issue 12's objective): with
         # boxes covering a few per cent of an image, uniform crops rarely hold one.
         self.target_fraction = target_fraction
@@ -101,9 +120,13 @@ class CropSampler:
         return y, x
 
     def batch(self, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Return (vis_y, ir) float arrays (size, 1, crop, crop) and masks (size, crop, crop), IGNORE where none."""
-        vis = np.empty((size, 1, self.crop, self.crop), np.float32)
-        ir = np.empty_like(vis)
+        """
+        Return (vis_y, ir) float arrays (size, 1, crop, crop) and masks (size, crop, crop), IGNORE where none.
+
+        With teacher images, vis_y is (size, 2, crop, crop): channel 1 is the teacher's Y of the same crop.
+        """
+        vis = np.empty((size, 1 + self.with_teacher, self.crop, self.crop), np.float32)
+        ir = np.empty((size, 1, self.crop, self.crop), np.float32)
         masks = np.full((size, self.crop, self.crop), IGNORE, np.uint8)
         n_target = int(round(size * self.target_fraction))
         chosen = list(self.rng.choice(len(self.pairs), size=size - n_target, p=self.weights))
@@ -114,9 +137,12 @@ class CropSampler:
             y, x = self._window(idx, k < n_target)
             window = (slice(y, y + self.crop), slice(x, x + self.crop))
             planes = [pair.vis_y[window], pair.ir[window], masks[k] if pair.mask is None else pair.mask[window]]
+            planes += [pair.teacher[window]] if self.with_teacher else []
             if self.rng.random() < 0.5:
                 planes = [p[:, ::-1] for p in planes]
             if self.rng.random() < 0.5:
                 planes = [p[::-1] for p in planes]
-            vis[k, 0], ir[k, 0], masks[k] = planes
+            vis[k, 0], ir[k, 0], masks[k] = planes[:3]
+            if self.with_teacher:
+                vis[k, 1] = planes[3]
         return vis, ir, masks
