@@ -151,6 +151,7 @@ class FusionNode(LifecycleNode):
                 self.pairer = make_pairer(*pairing)
             self._pairing_settings = pairing
         self._stamps.jump_threshold_ns = int(values['pairing.clock_jump_threshold'] * 1e9)
+        self.pipeline.max_input_pixels = values['max_input_pixels']
         self.output_encoding = values['output_encoding']
         self.mask_style = (values['mask.alpha'], np.array(values['mask.palette'], np.uint8).reshape(-1, 3))
         self._limits = HealthLimits(values['no_pair_warn_after'], values['stream_warn_after'],
@@ -327,6 +328,11 @@ class FusionNode(LifecycleNode):
         inference_started = time.perf_counter()
         result = self.pipeline.fuse(ir, vis)
         inference_ms = (time.perf_counter() - inference_started) * 1000
+        if result.fused_bgr.shape[:2] != vis.shape[:2]:
+            self.stats.count('downscaled')
+            (height, width), (out_h, out_w) = vis.shape[:2], result.fused_bgr.shape[:2]
+            self._log(self.get_logger().warning, f'frame {width}x{height} is above max_input_pixels '
+                      f'{self.pipeline.max_input_pixels}: fused at {out_w}x{out_h}')
         out = codec.from_bgr(result.fused_bgr, encoding)
         image = codec.array_to_image(out, encoding, header=vis_msg.header)
         self._pubs['image'].publish(image)

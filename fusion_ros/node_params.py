@@ -68,7 +68,8 @@ PARAMS = (
           'built or loaded in configure) | torch (CUDA fp16 + CUDA graphs, or CPU)', read_only=True, choices=BACKENDS),
     Param('threads', 0, 'backend CPU threads (0 = runtime default)', read_only=True, low=0, high=256),
     Param('precision', 'fp16', 'tensorrt and torch on CUDA: fp16 | fp32', read_only=True, choices=PRECISIONS),
-    Param('engine.path', '', 'TensorRT plan file; empty = <model>_<precision>.engine beside the model',
+    Param('engine.path', '', 'TensorRT plan file; empty = $ROS_HOME/fusion_ros/engines/<graph>-<sha256>.engine '
+          '(ROS_HOME defaults to ~/.ros; the model folder may be read-only)',
           read_only=True),
     Param('engine.profile_min', list(DEFAULT_PROFILE.min_hw), 'smallest H, W the engine accepts', read_only=True,
           check=_hw_reason),
@@ -79,7 +80,7 @@ PARAMS = (
     Param('engine.workspace_mb', 1024, 'TensorRT builder workspace limit, MiB', read_only=True, low=16, high=65536),
     Param('engine.timing_cache', '', 'TensorRT timing cache file (speeds up rebuilds); empty = none',
           read_only=True),
-    Param('engine.allow_rebuild', True, 'rebuild a plan whose cache key (TensorRT, GPU, ONNX, precision, profile) '
+    Param('engine.allow_rebuild', True, 'rebuild a plan whose cache key (TensorRT, GPU, ONNX graph, precision, profile) '
           'differs; false = refuse and fail configure', read_only=True),
     Param('cuda_graphs', True, 'torch on CUDA: replay a captured CUDA graph while the input size is fixed',
           read_only=True),
@@ -100,6 +101,10 @@ PARAMS = (
           low=0.0, high=65535.0),
     Param('ir_gain.percentile_low', 1.0, 'percentile mode: lower percentile', low=0.0, high=100.0),
     Param('ir_gain.percentile_high', 99.0, 'percentile mode: upper percentile', low=0.0, high=100.0),
+    Param('max_input_pixels', 1920 * 1080, 'pairs larger than this many pixels are fused downscaled to fit '
+          '(aspect ratio kept; fused/image and fused/camera_info then have the reduced size, one WARN per period): '
+          'inference memory grows with the pixel count, about 2.5 GB per megapixel for SeAFusion on ONNX Runtime '
+          'CPU', low=65536, high=268435456),
     Param('output_encoding', 'bgr8', 'encoding of fused/image', choices=OUTPUT_ENCODINGS),
     Param('publish_mask', True, 'publish fused/mask and fused/mask_color when the model has a mask output'),
     Param('mask.alpha', 0.5, 'opacity of the class colours in fused/mask_color', low=0.0, high=1.0),

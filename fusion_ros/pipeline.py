@@ -9,9 +9,11 @@ in numpy (the reference the uint8 graph is tested against).
 """
 
 from dataclasses import dataclass, field
+import math
 from pathlib import Path
 from typing import Optional
 
+import cv2
 import numpy as np
 
 from fusion_ros.backends import BackendOptions, create_backend
@@ -78,15 +80,34 @@ def visible_to_bgr(vis: np.ndarray) -> np.ndarray:
     raise ValueError(f'visible image must be (H, W) or (H, W, 3), got shape {vis.shape}')
 
 
+def fit_pixels(ir8: np.ndarray, vis_bgr: np.ndarray, max_pixels: Optional[int]) -> tuple[np.ndarray, np.ndarray]:
+    """
+    Downscale a registered pair (same H, W) to at most max_pixels pixels, keeping the aspect ratio.
+
+    Inference memory grows with the pixel count (ONNX Runtime on CPU: about 2.5 GB per megapixel
+    for SeAFusion), so one oversized frame could exhaust a robot's memory; this bounds it.
+    """
+    height, width = vis_bgr.shape[:2]
+    if not max_pixels or height * width <= max_pixels:
+        return ir8, vis_bgr
+    scale = math.sqrt(max_pixels / (height * width))
+    new_h = max(1, int(height * scale))
+    new_w = max(1, min(int(width * scale), max_pixels // new_h))   # a side cannot shrink below 1: clamp the other
+    size = (new_w, min(new_h, max_pixels // new_w))
+    return (cv2.resize(ir8, size, interpolation=cv2.INTER_AREA),
+            cv2.resize(vis_bgr, size, interpolation=cv2.INTER_AREA))
+
+
 class FusionPipeline:
     """Pre-process, run the backend, post-process; one instance per model."""
 
     def __init__(self, card: ModelCard, backend: Backend, registration: Optional[Registration] = None,
-                 ir_gain: IrGain = IrGain()):
+                 ir_gain: IrGain = IrGain(), max_input_pixels: Optional[int] = None):
         self.card = card
         self.backend = backend
         self.registration = registration or make_registration('resize')
         self.ir_gain = ir_gain
+        self.max_input_pixels = max_input_pixels   # larger pairs are fused downscaled (None: no limit)
 
     @classmethod
     def from_model(cls, model_path: Optional[Path] = None, backend: str = 'onnxruntime', threads: int = 0,
@@ -100,12 +121,17 @@ class FusionPipeline:
         return cls(card, create_backend(backend, path, card, threads, options), registration, ir_gain)
 
     def prepare(self, ir: np.ndarray, vis: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Return (ir uint8 registered into the visible frame, visible BGR uint8)."""
+        """
+        Return (ir uint8 registered into the visible frame, visible BGR uint8), within max_input_pixels.
+
+        Registration runs at full size (a homography is in full-size pixel coordinates); only the
+        registered pair is downscaled, so the output is the visible frame at a lower resolution.
+        """
         vis_bgr = visible_to_bgr(vis)
         if vis_bgr.shape[0] == 0 or vis_bgr.shape[1] == 0:
             raise ValueError(f'visible image is empty: shape {vis.shape}')
         ir8 = ir_to_uint8(ir, self.ir_gain)
-        return register_ir(ir8, vis_bgr.shape[:2], self.registration), vis_bgr
+        return fit_pixels(register_ir(ir8, vis_bgr.shape[:2], self.registration), vis_bgr, self.max_input_pixels)
 
     def fuse(self, ir: np.ndarray, vis: np.ndarray) -> FusionResult:
         """Fuse one pair; raises ValueError for bad input and BackendError for a failed inference."""

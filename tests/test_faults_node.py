@@ -7,11 +7,17 @@ costs nothing (fused = visible) so they measure the node and not inference.
 
 import time
 
+import cv2
 from diagnostic_msgs.msg import DiagnosticArray
+import numpy as np
+import pytest
 from rcl_interfaces.msg import Log
 from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.parameter import Parameter
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CameraInfo, Image
+
+from fusion_ros import codec
+from fusion_ros.pipeline import fit_pixels
 
 from tests import node_harness
 from tests.model_fixtures import write_tiny_model
@@ -255,3 +261,32 @@ def test_a_duplicated_pair_gives_one_output(harness_factory, tmp_path):
     h.send(IR, VIS, 8)
     assert wait_for(lambda: stamps(fused)[-1:] == [8])
     assert stamps(fused) == [7, 8]
+
+
+def test_pairs_above_max_input_pixels_are_fused_downscaled_with_matching_camera_info(harness_factory, tmp_path):
+    """F3: frames above max_input_pixels are downscaled (aspect kept) before inference; CameraInfo follows."""
+    h = harness_factory(identity_model(tmp_path), max_input_pixels=65536)
+    fused, infos = h.record(Image, 'fused/image'), h.record(CameraInfo, 'fused/camera_info')
+    h.start()
+    info = CameraInfo(width=640, height=480, k=[500.0, 0.0, 320.0, 0.0, 500.0, 240.0, 0.0, 0.0, 1.0])
+    h.pub_info.publish(info)
+    assert wait_for(lambda: h.node._camera_info is not None)
+    h.send(IR, VIS, 1)
+    assert wait_for(lambda: fused and infos)
+    out = fused[0]
+    assert (out.width, out.height) == (295, 221) and out.width * out.height <= 65536
+    expected = cv2.resize(VIS, (295, 221), interpolation=cv2.INTER_AREA)
+    np.testing.assert_array_equal(codec.image_to_array(out), expected)
+    assert (infos[0].width, infos[0].height) == (295, 221) and infos[0].k[2] == pytest.approx(320 * 295 / 640)
+    assert h.node.stats.downscaled == 1
+
+
+@pytest.mark.parametrize('shape, limit, expected', [((480, 640), 65536, (221, 295)), ((1440, 2560), 2073600,
+                                                    (1080, 1920)), ((480, 640), 307200, (480, 640)),
+                                                    ((1, 100000), 65536, (1, 65536)),
+                                                    ((100000, 1), 65536, (65536, 1))])
+def test_fit_pixels_keeps_the_aspect_and_the_limit(shape, limit, expected):
+    ir, vis = np.zeros(shape, np.uint8), np.zeros((*shape, 3), np.uint8)
+    small_ir, small_vis = fit_pixels(ir, vis, limit)
+    assert small_ir.shape == expected and small_vis.shape == (*expected, 3)
+    assert small_ir.size <= limit
