@@ -15,7 +15,7 @@ from torch import nn
 import torch.nn.functional as F
 
 from fusion_ros.networks.sgfusion import MULTIPLE
-from training import coconet_objective
+from training import coconet_objective, distill
 from training.config import TrainConfig
 from training.data import IGNORE
 from training.losses import content_loss, target_losses
@@ -111,6 +111,7 @@ OBJECTIVES: dict[str, Union[Objective, Callable[[TrainConfig], Objective]]] = {
     'sgfusion_fused_decoder': Objective(FusedDecoderTrainer, seafusion_loss),
     'coconet': lambda config: Objective(*coconet_objective.stage1(config)),
     'coconet_contrastive': lambda config: Objective(*coconet_objective.stage2(config)),
+    'realtime_distill': lambda config: Objective(*distill.objective_parts(config)),
 }
 
 

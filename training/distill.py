@@ -1,0 +1,124 @@
+"""
+Distillation of a fusion network into the real-time student (issue 13): teacher images and the objective.
+
+    python -m training.distill --config training/configs/realtime.yaml [--threads 2]
+
+Running the teacher on every crop of every step would cost more than training the student, so
+its fused Y is computed once per whole image (the runtime's view: no crop borders) and stored as
+a 16-bit PNG in the folder each source names as ``teacher``; training.data crops it with the
+sources. The command above fills the folders ahead of time; the ``realtime_distill`` objective
+fills whatever is missing before training starts, so the training command alone also works.
+
+Objective: the content loss of methods.md on the student plus ``distill_weight`` * mean
+|student - teacher|. Validation inside training.train sees no teacher images (it fuses whole
+held-out pairs), so its ``val_loss`` is the content loss alone.
+"""
+
+import argparse
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+from fusion_ros.imageio import pair_folders, write_image_atomic
+from fusion_ros.pipeline import FusionPipeline
+from training.config import DataSource, parse_command_line, TrainConfig
+from training.data import load_pair
+from training.losses import content_loss
+
+Loss = tuple[torch.Tensor, dict[str, float]]
+
+
+def teacher_y(pipeline: FusionPipeline, vis_y: np.ndarray, ir: np.ndarray) -> np.ndarray:
+    """The teacher's fused Y (H, W) in [0, 1] for float planes (H, W) in [0, 1]."""
+    out = pipeline.backend.run({'visible_y': vis_y[None, None].astype(np.float32),
+                                'ir': ir[None, None].astype(np.float32)})
+    return out['fused_y'][0, 0]
+
+
+def to_uint16(plane: np.ndarray) -> np.ndarray:
+    """[0, 1] float plane as 16-bit counts (the teacher's output at 1/65535 resolution)."""
+    return np.round(np.clip(plane, 0.0, 1.0) * 65535.0).astype(np.uint16)
+
+
+def missing_teacher_images(source: DataSource) -> list[tuple[str, Path, Path]]:
+    """(name, ir path, visible path) of the source's pairs that have no teacher image yet."""
+    folder = Path(source.teacher)
+    return [(ir.stem, ir, vis) for ir, vis in pair_folders(source.ir, source.vis).pairs
+            if not (folder / f'{ir.stem}.png').is_file()]
+
+
+def fill_teacher_folders(config: TrainConfig, threads: int = 0, log: Callable[[str], None] = print) -> int:
+    """
+    Write the teacher's fused Y for every pair of every source that names a teacher folder; returns how many.
+
+    Files already there are kept (a rerun after an interruption only does the rest). The teacher is
+    a float graph with a card (``config.teacher``); it sees the same planes training.data loads.
+    """
+    sources = [s for s in config.sources if s.teacher]
+    if not sources:
+        raise ValueError('distillation needs teacher images: give each source a teacher folder')
+    todo = [(s, item) for s in sources for item in missing_teacher_images(s)]
+    if not todo:
+        return 0
+    if not config.teacher:
+        raise ValueError(f'{len(todo)} teacher images are missing and no teacher graph is configured (teacher=...)')
+    pipeline = FusionPipeline.from_model(Path(config.teacher), threads=threads)
+    if pipeline.card.graph != 'float':
+        raise ValueError(f'teacher {config.teacher} is a {pipeline.card.graph!r} graph; give its float graph '
+                         '(visible_y, ir -> fused_y), e.g. models/seafusion_float.onnx')
+    log(f'teacher {config.teacher}: fusing {len(todo)} pairs into the teacher folders')
+    for k, (source, (name, ir_path, vis_path)) in enumerate(todo, 1):
+        pair = load_pair(name, source.name, ir_path, vis_path)
+        folder = Path(source.teacher)
+        folder.mkdir(parents=True, exist_ok=True)
+        write_image_atomic(folder / f'{name}.png', to_uint16(teacher_y(pipeline, pair.vis_y, pair.ir)))
+        if k % 50 == 0:
+            log(f'  {k}/{len(todo)}')
+    pipeline.close()
+    return len(todo)
+
+
+class DistillTrainer(nn.Module):
+    """Runs the student on channel 0 of the visible batch and passes channel 1 (the teacher's Y) through."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, vis: torch.Tensor, ir: torch.Tensor) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        teacher = vis[:, 1:2] if vis.shape[1] == 2 else None
+        return self.model(vis[:, :1], ir), teacher
+
+
+def distill_loss(outputs: tuple[torch.Tensor, Optional[torch.Tensor]], vis: torch.Tensor, ir: torch.Tensor,
+                 masks: torch.Tensor, config: TrainConfig) -> Loss:
+    """Content loss + distill_weight * mean |student - teacher|; content alone where there is no teacher."""
+    student, teacher = outputs
+    total, parts = content_loss(student, vis[:, :1], ir, config.texture_weight)
+    if teacher is None:
+        return total, parts
+    l_distill = (student - teacher).abs().mean()
+    return total + config.distill_weight * l_distill, {**parts, 'l_distill': float(l_distill.detach())}
+
+
+def objective_parts(config: TrainConfig) -> tuple[Callable[[nn.Module], nn.Module], Callable[..., Loss]]:
+    """The train module and loss of training.objectives' ``realtime_distill``, after filling the teacher folders."""
+    fill_teacher_folders(config, threads=config.threads)
+    return DistillTrainer, distill_loss
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    """Command-line entry point: fill the teacher folders a config names."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument('--threads', type=int, default=2)
+    args, rest = parser.parse_known_args(argv)
+    config, _ = parse_command_line(__doc__, rest)
+    written = fill_teacher_folders(config, threads=args.threads)
+    print(f'{written} teacher images written')
+
+
+if __name__ == '__main__':
+    main()
