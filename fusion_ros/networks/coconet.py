@@ -18,12 +18,16 @@ import torch.nn.functional as F
 from fusion_ros.networks.layers import conv3x3
 
 MULTIPLE = 16   # three max-pools in the U-Net, four in the VGG branch's path to relu3_4
-FP32_OPS = ('MatMul', 'Softmax')
+FP32_OPS = ('MatMul', 'ReduceMax', 'Sub', 'Softmax')
 """
 ONNX op types an fp16 graph must keep in fp32 for CoCoNet.
 
 The channel-attention energy q k^T sums H*W/4 products at 1/2 scale (76,800 at 640x480); in half
 precision it overflows 65,504 and the softmax of the resulting inf/NaN wipes out the feature map.
+The whole chain energy -> max -> max - energy -> softmax must stay fp32, not the MatMul alone: a
+half-precision ReduceMax or Sub would overflow on the same values. In this graph MatMul, ReduceMax
+and Softmax occur only in the attention; the other Subs are integer shape arithmetic of the padding
+(no float to keep) and the [0, 1] -> [-1, 1] / colour maths (cheap, and exact enough either way).
 """
 
 VGG19_CONFIG = (64, 64, 'M', 128, 128, 'M', 256, 256, 256, 256, 'M', 512, 512, 512, 512, 'M', 512)
