@@ -35,7 +35,7 @@ import numpy as np
 from tqdm import tqdm
 
 from fusion_ros import target_contrast
-from fusion_ros.imageio import list_images, pair_folders, read_image, write_bytes_atomic
+from fusion_ros.imageio import pair_folders, read_image, scan_images, shadowed_reason, write_bytes_atomic
 from fusion_ros.mask_io import MASK_FORMATS
 from fusion_ros.metrics import compute_all, METRIC_NAMES
 from fusion_ros.plots import plot_cdfs
@@ -211,10 +211,13 @@ def evaluate_folders(methods: dict[str, Path], ir_dir: Path, vis_dir: Path, out_
         _warn(f'skipped {path}: no visible image with the same name in {vis_dir}')
     for path in pairing.vis_only:
         _warn(f'skipped {path}: no IR image with the same name in {ir_dir}')
+    listings = {m: scan_images(p) for m, p in methods.items()}
+    for ignored, used in pairing.shadowed + [s for listing in listings.values() for s in listing.shadowed]:
+        _warn(f'skipped {ignored}: {shadowed_reason(ignored, used)}')
     if not pairing.pairs:
         raise ValueError(f'no IR + visible pair: no common file name in {ir_dir} and {vis_dir}')
 
-    fused_by_method = {m: list_images(p) for m, p in methods.items()}
+    fused_by_method = {m: listing.files for m, listing in listings.items()}
     stems = {vis.stem for _, vis in pairing.pairs}
     for method, files in fused_by_method.items():
         if not files.keys() & stems:
@@ -292,7 +295,12 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Execute `evaluate`; prints the summary table, returns 2 on a usage error (bad folder, nothing matched)."""
+    """
+    Execute `evaluate` and print the summary table.
+
+    Exit status 2 on a usage error (bad folder, nothing matched), 1 when a method had no image that
+    could be scored (reports of nothing must not look like success), else 0.
+    """
     reserved = set(BASELINES) if args.baselines else set()
     extras = dict(args.extra)
     main = Path(os.path.abspath(args.fused)).name or 'fused'
@@ -317,7 +325,7 @@ def run(args: argparse.Namespace) -> int:
             rows = target_contrast.target_contrast_rows(methods, args.ir, args.vis, args.boxes,
                                                         baselines=args.baselines, progress=not args.quiet)
             contrast = target_contrast.write_report(rows, args.out, args.boxes)
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, OSError) as err:   # OSError: a folder missing, or the report folder cannot be made
         print(f'fusion-ros evaluate: error: {err}', file=sys.stderr)
         return 2
     print(_markdown(summary), end='')
@@ -326,4 +334,8 @@ def run(args: argparse.Namespace) -> int:
     if args.boxes:
         print('\nTarget contrast retention\n\n' + target_contrast.markdown(contrast), end='')
     print(f'reports written to {args.out}')
-    return 0
+    unscored = [m for m in methods if not any(stats['n'] for stats in summary[m].values())]
+    for method in unscored:
+        print(f'fusion-ros evaluate: error: no image of {method} could be scored: every one was skipped '
+              '(see the warnings above)', file=sys.stderr)
+    return 1 if unscored else 0

@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from fusion_ros.backends import BackendOptions
 from fusion_ros.backends.base import BackendError
-from fusion_ros.imageio import pair_folders, read_ir, read_visible, write_image_atomic
+from fusion_ros.imageio import pair_folders, read_ir, read_visible, shadowed_reason, write_image_atomic
 from fusion_ros.pipeline import FusionPipeline, IrGain
 from fusion_ros.registration import REGISTRATION_MODES, make_registration
 
@@ -30,16 +30,30 @@ class FuseReport:
     fused: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)   # file name -> reason
     unpaired: list[str] = field(default_factory=list)
+    shadowed: dict[str, str] = field(default_factory=dict)   # file left out -> why (another file has its stem)
     seconds: float = 0.0
+
+
+def prepare_output(out_dir: Path, inputs: dict[str, Path]) -> Path:
+    """Create the output folder; ValueError if it is an input folder (results would overwrite inputs) or cannot be."""
+    out_dir = Path(out_dir)
+    for flag, folder in inputs.items():
+        if out_dir.resolve() == Path(folder).resolve():
+            raise ValueError(f'--out {out_dir} is the {flag} folder: writing there would overwrite the inputs')
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ValueError(f'cannot create the output folder {out_dir}: {err.strerror or err}') from None
+    return out_dir
 
 
 def fuse_folders(pipeline: FusionPipeline, ir_dir: Path, vis_dir: Path, out_dir: Path,
                  progress: bool = True) -> FuseReport:
     """Fuse all pairs, writing each result atomically as soon as it is ready."""
     pairing = pair_folders(ir_dir, vis_dir)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    report = FuseReport(unpaired=[p.name for p in pairing.ir_only + pairing.vis_only])
+    out_dir = prepare_output(out_dir, {'--ir': ir_dir, '--vis': vis_dir})
+    report = FuseReport(unpaired=[p.name for p in pairing.ir_only + pairing.vis_only],
+                        shadowed={ignored.name: shadowed_reason(ignored, used) for ignored, used in pairing.shadowed})
     started = time.perf_counter()
     for ir_path, vis_path in tqdm(pairing.pairs, desc='fuse', unit='pair', disable=not progress, dynamic_ncols=True):
         try:
@@ -95,6 +109,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     for name in report.unpaired:
         print(f'skipped {name}: no partner with the same name in the other folder', file=sys.stderr)
+    for name, reason in report.shadowed.items():
+        print(f'skipped {name}: {reason}', file=sys.stderr)
     for name, reason in report.failed.items():
         print(f'skipped {name}: {reason}', file=sys.stderr)
     per = report.seconds / max(len(report.fused), 1)

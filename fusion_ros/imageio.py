@@ -1,7 +1,7 @@
 """Image files: pairing two folders by stem, reading, and crash-safe writing."""
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 import tempfile
 
@@ -12,34 +12,58 @@ IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff')
 
 
 @dataclass(frozen=True)
+class ImageListing:
+    """The image files of a folder by stem, and the files hidden by another file with the same stem."""
+
+    files: dict[str, Path]                                                # stem -> the file used
+    shadowed: list[tuple[Path, Path]] = field(default_factory=list)       # (ignored file, the file used instead)
+
+
+@dataclass(frozen=True)
 class FolderPairing:
     """Result of matching an IR and a visible folder by file stem."""
 
     pairs: list[tuple[Path, Path]]
     ir_only: list[Path]
     vis_only: list[Path]
+    shadowed: list[tuple[Path, Path]] = field(default_factory=list)       # in either folder, as in ImageListing
 
 
-def list_images(folder: Path) -> dict[str, Path]:
-    """Map file stem -> path for every image file in folder (not recursive)."""
+def scan_images(folder: Path) -> ImageListing:
+    """Map file stem -> path for every image file in folder (not recursive); the first name in sorted order wins."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f'not a folder: {folder}')
-    found: dict[str, Path] = {}
+    listing = ImageListing({})
     for path in sorted(folder.iterdir()):
         if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
-            found.setdefault(path.stem, path)
-    return found
+            if path.stem in listing.files:
+                listing.shadowed.append((path, listing.files[path.stem]))
+            else:
+                listing.files[path.stem] = path
+    return listing
+
+
+def list_images(folder: Path) -> dict[str, Path]:
+    """Map file stem -> path for every image file in folder (see scan_images for the files it leaves out)."""
+    return scan_images(folder).files
+
+
+def shadowed_reason(ignored: Path, used: Path) -> str:
+    """Why a file was left out: another file of its folder has the same stem."""
+    return f'same name as {used.name} in {used.parent} (only one file per name is used: {used.name})'
 
 
 def pair_folders(ir_dir: Path, vis_dir: Path) -> FolderPairing:
     """Pair files of two folders by stem (extensions may differ: FLIR IR .jpg with .png visible)."""
-    ir, vis = list_images(ir_dir), list_images(vis_dir)
+    ir_listing, vis_listing = scan_images(ir_dir), scan_images(vis_dir)
+    ir, vis = ir_listing.files, vis_listing.files
     common = sorted(ir.keys() & vis.keys())
     return FolderPairing(
         pairs=[(ir[s], vis[s]) for s in common],
         ir_only=[ir[s] for s in sorted(ir.keys() - vis.keys())],
-        vis_only=[vis[s] for s in sorted(vis.keys() - ir.keys())])
+        vis_only=[vis[s] for s in sorted(vis.keys() - ir.keys())],
+        shadowed=ir_listing.shadowed + vis_listing.shadowed)
 
 
 def read_image(path: Path, flags: int = cv2.IMREAD_UNCHANGED) -> np.ndarray:

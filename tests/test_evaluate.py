@@ -181,3 +181,25 @@ def test_label_clash_with_a_baseline_is_an_error(data, tmp_path):
     with pytest.raises(ValueError, match='unique'):
         evaluate.evaluate_folders({'max': data['fused']}, data['ir'], data['vis'], tmp_path / 'out',
                                   baselines=True, workers=1, progress=False)
+
+
+def test_cli_exit_code_1_when_every_fused_image_was_skipped(data, tmp_path, capsys):
+    """F9: all fused files unreadable gave an empty report and exit status 0."""
+    broken = tmp_path / 'broken'
+    broken.mkdir()
+    for stem in STEMS:
+        (broken / f'{stem}.png').write_bytes(b'not an image')
+    code = cli(['--fused', str(broken), '--ir', str(data['ir']), '--vis', str(data['vis']),
+                '--out', str(tmp_path / 'out'), '--workers', '1', '--quiet'])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert 'no image of broken could be scored' in err and 'c.png' in err
+
+
+def test_same_stem_twice_in_a_folder_is_reported(data, tmp_path, capsys):
+    """F8 (evaluate): a.png beside a.jpg was silently ignored."""
+    cv2.imwrite(str(data['vis'] / 'a.jpg'), cv2.imread(str(data['vis'] / 'a.png')))
+    evaluate.evaluate_folders({'fused': data['fused']}, data['ir'], data['vis'], tmp_path / 'out', workers=1,
+                              progress=False)
+    err = capsys.readouterr().err
+    assert 'a.png' in err and 'same name as' in err and 'a.jpg' in err

@@ -3,6 +3,7 @@
 import shutil
 
 import cv2
+import pytest
 
 from fusion_ros.cli import main
 from tests.model_fixtures import PAIRS
@@ -68,3 +69,39 @@ def test_overflowing_homography_is_a_clear_error(exported, tmp_path, capsys):
             *['0'] * 3, '1']
     assert main(args) == 2
     assert 'singular' in capsys.readouterr().err
+
+
+@pytest.mark.parametrize('target', ['ir', 'vis'])
+def test_out_equal_to_an_input_folder_is_refused(exported, tmp_path, capsys, target):
+    """F6: --out equal to --vis (or --ir) overwrote the inputs and exited 0."""
+    ir, vis = make_folders(tmp_path, ['00091D'])
+    before = {p.name: p.read_bytes() for p in (ir / '00091D.png', vis / '00091D.png')}
+    out = {'ir': ir, 'vis': vis}[target]
+    code = main(['fuse', '--ir', str(ir), '--vis', str(vis), '--out', str(out / '.' / '..' / out.name),
+                 '--model', str(exported[0]), '--quiet'])
+    assert code == 2 and 'would overwrite the inputs' in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in (ir / '00091D.png', vis / '00091D.png')} == before
+
+
+def test_output_folder_that_cannot_be_created_is_a_clear_error(exported, tmp_path, capsys):
+    """F7: an output path under a file gave a traceback."""
+    ir, vis = make_folders(tmp_path, ['00091D'])
+    blocker = tmp_path / 'a_file'
+    blocker.write_text('not a folder')
+    code = main(['fuse', '--ir', str(ir), '--vis', str(vis), '--out', str(blocker / 'out'),
+                 '--model', str(exported[0]), '--quiet'])
+    err = capsys.readouterr().err
+    assert code == 2 and 'cannot create the output folder' in err and str(blocker / 'out') in err
+
+
+def test_two_files_with_one_stem_are_reported(exported, tmp_path, capsys):
+    """F8: with same.jpg and same.png in one folder, one was ignored without a report."""
+    ir, vis = make_folders(tmp_path, ['00091D'])
+    image = cv2.imread(str(vis / '00091D.png'))
+    cv2.imwrite(str(vis / '00091D.jpg'), image)
+    out = tmp_path / 'out'
+    assert main(['fuse', '--ir', str(ir), '--vis', str(vis), '--out', str(out), '--model', str(exported[0]),
+                 '--quiet']) == 0
+    err = capsys.readouterr().err
+    assert 'skipped 00091D.png' in err and 'same name as 00091D.jpg' in err
+    assert [p.name for p in out.iterdir()] == ['00091D.jpg']
