@@ -127,7 +127,7 @@ def test_coupled_loss_uses_only_samples_that_can_carry_each_term(phi):
     masks = torch.full((4, 32, 32), IGNORE, dtype=torch.uint8)
     fused = ((vis + ir) / 2).requires_grad_(True)
     loss, parts = coupled_contrastive_loss(phi, fused, vis, ir, masks, IGNORE)
-    assert parts == {'l_fg': 0.0, 'l_bg': 0.0} and float(loss) == 0.0
+    assert parts == {'l_fg': 0.0, 'l_bg': 0.0} and float(loss.detach()) == 0.0
     loss.backward()                    # the zero keeps the graph
     masks[:] = 0                       # known, all background: only L_bg
     _, parts = coupled_contrastive_loss(phi, fused, vis, ir, masks, IGNORE)
