@@ -34,6 +34,7 @@ from fusion_ros.backends import BackendOptions  # noqa: E402
 from fusion_ros.imageio import read_ir, read_visible  # noqa: E402
 from fusion_ros.pipeline import FusionPipeline  # noqa: E402
 from fusion_ros.tensorrt.engine_cache import DEFAULT_PROFILE, Profile  # noqa: E402
+from fusion_ros.tensorrt.plan_store import engine_dir  # noqa: E402
 
 SIZES = {'640x480': (480, 640), '1280x720': (720, 1280)}
 
@@ -93,11 +94,36 @@ def node_run(params: dict, ir: np.ndarray, vis: np.ndarray, rate: float, duratio
         rig.close()
 
 
-def main() -> None:
-    """Measure every requested backend at every size; write JSON."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--model', type=Path, default=REPO / 'models' / 'seafusion.onnx')
-    parser.add_argument('--backends', nargs='+', default=['onnxruntime', 'torch', 'tensorrt'])
+def measure(model: Path, backend: str, label: str, args: argparse.Namespace) -> dict:
+    """
+    Model-only (and unless args.no_node, node) numbers of one backend at one size; the reason if it cannot start.
+
+    TensorRT gets one profile tuned for the size and one plan per size in the engine cache
+    directory, shared by the model-only and node runs (built once).
+    """
+    ir, vis = sample(SIZES[label])
+    profile = Profile(DEFAULT_PROFILE.min_hw, SIZES[label], DEFAULT_PROFILE.max_hw)
+    plan = engine_dir() / f'benchmark-{model.stem}-{args.precision}-{label}.engine'
+    options = BackendOptions(threads=args.threads, precision=args.precision, engine_profile=profile, engine_path=plan)
+    try:
+        pipeline = FusionPipeline.from_model(model, backend=backend, options=options)
+    except (ImportError, ValueError, RuntimeError, FileNotFoundError) as err:
+        print(f'{backend} {label}: unavailable: {err}', flush=True)
+        return {'unavailable': str(err)}
+    entry = {'describe': pipeline.backend.describe(),
+             'model_only': model_only(pipeline, ir, vis, args.runs, args.warmup)}
+    pipeline.close()
+    if not args.no_node:
+        params = {'model_path': str(model), 'backend': backend, 'threads': args.threads,
+                  'precision': args.precision, 'engine.profile_opt': list(SIZES[label]),
+                  'engine.path': str(plan), 'pairing.mode': 'latest'}
+        entry['node'] = node_run(params, ir, vis, args.rate, args.duration)
+    print(f'{backend} {label}: ' + json.dumps(entry), flush=True)
+    return entry
+
+
+def add_timing_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options shared with benchmarks/first_run.py: sizes, precision, threads, runs, node load."""
     parser.add_argument('--sizes', nargs='+', choices=list(SIZES), default=list(SIZES))
     parser.add_argument('--precision', choices=('fp16', 'fp32'), default='fp16')
     parser.add_argument('--threads', type=int, default=0, help='CPU threads of CPU backends (0 = default)')
@@ -106,35 +132,20 @@ def main() -> None:
     parser.add_argument('--duration', type=float, default=10.0)
     parser.add_argument('--rate', type=float, default=250.0)
     parser.add_argument('--no-node', action='store_true', help='model-only numbers')
+
+
+def main() -> None:
+    """Measure every requested backend at every size; write JSON."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--model', type=Path, default=REPO / 'models' / 'seafusion.onnx')
+    parser.add_argument('--backends', nargs='+', default=['onnxruntime', 'torch', 'tensorrt'])
+    add_timing_arguments(parser)
     parser.add_argument('--out', type=Path, default=REPO / 'benchmarks' / 'results' / 'gpu.json')
     args = parser.parse_args()
     results = {'machine': machine(), 'model': args.model.name, 'precision': args.precision,
-               'command': 'benchmarks/gpu.py ' + ' '.join(sys.argv[1:]), 'backends': {}}
-    for backend in args.backends:
-        entry = results['backends'][backend] = {}
-        for label in args.sizes:
-            ir, vis = sample(SIZES[label])
-            # one profile per size for model-only and node runs alike, so a TensorRT plan is built once per size
-            profile = Profile(DEFAULT_PROFILE.min_hw, SIZES[label], DEFAULT_PROFILE.max_hw)
-            plan = args.model.with_name(f'{args.model.stem}_{args.precision}_{label}.engine')
-            options = BackendOptions(threads=args.threads, precision=args.precision, engine_profile=profile,
-                                     engine_path=plan)
-            try:
-                pipeline = FusionPipeline.from_model(args.model, backend=backend, options=options)
-            except (ImportError, ValueError, RuntimeError, FileNotFoundError) as err:
-                entry[label] = {'unavailable': str(err)}
-                print(f'{backend} {label}: unavailable: {err}', flush=True)
-                continue
-            entry[label] = {'describe': pipeline.backend.describe(),
-                            'model_only': model_only(pipeline, ir, vis, args.runs, args.warmup)}
-            pipeline.close()
-            if not args.no_node:
-                params = {'model_path': str(args.model), 'backend': backend, 'threads': args.threads,
-                          'precision': args.precision, 'engine.profile_opt': list(SIZES[label]),
-                          'engine.path': str(options.engine_path),
-                          'pairing.mode': 'latest'}
-                entry[label]['node'] = node_run(params, ir, vis, args.rate, args.duration)
-            print(f'{backend} {label}: ' + json.dumps(entry[label]), flush=True)
+               'command': 'benchmarks/gpu.py ' + ' '.join(sys.argv[1:]),
+               'backends': {backend: {label: measure(args.model, backend, label, args) for label in args.sizes}
+                            for backend in args.backends}}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + '\n')
     print(f'wrote {args.out}')

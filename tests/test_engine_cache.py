@@ -4,11 +4,16 @@ import json
 
 import pytest
 
+from dataclasses import fields
+from pathlib import Path
+import re
+
 from fusion_ros.tensorrt.engine_cache import (decide, EngineKey, EngineRebuildRefused, key_differences, key_from_dict,
                                               key_to_dict, Profile, sidecar_path)
 
 PROFILE = Profile((240, 320), (480, 640), (1080, 1920))
-KEY = EngineKey('10.3.0', 'NVIDIA H100 80GB HBM3', '9.0', 'a' * 64, 'fp16', PROFILE)
+KEY = EngineKey('10.3.0', 'NVIDIA H100 80GB HBM3', '9.0', 'seafusion_fp16.onnx', 'a' * 64, 'fp16', PROFILE)
+GPU_DOC = Path(__file__).resolve().parent.parent / 'docs' / 'gpu.md'
 
 
 def cached_plan(tmp_path, key=KEY):
@@ -32,6 +37,7 @@ def test_matching_plan_is_loaded(tmp_path):
     ('tensorrt_version', '10.4.0', "tensorrt_version: cached '10.3.0', wanted '10.4.0'"),
     ('gpu_name', 'Orin', "gpu_name: cached 'NVIDIA H100 80GB HBM3', wanted 'Orin'"),
     ('compute_capability', '8.7', "compute_capability: cached '9.0', wanted '8.7'"),
+    ('graph', 'seafusion.onnx', "graph: cached 'seafusion_fp16.onnx', wanted 'seafusion.onnx'"),
     ('onnx_sha256', 'b' * 64, 'onnx_sha256: cached'),
     ('precision', 'fp32', "precision: cached 'fp16', wanted 'fp32'"),
     ('profile', Profile((240, 320), (720, 1280), (1080, 1920)), 'opt_hw=(480, 640)'),
@@ -45,7 +51,7 @@ def test_every_mismatch_is_named(tmp_path, field, value, text):
 
 
 def test_all_differing_fields_are_listed_together():
-    other = EngineKey('10.4.0', 'Orin', '8.7', 'a' * 64, 'fp32', PROFILE)
+    other = EngineKey('10.4.0', 'Orin', '8.7', 'seafusion_fp16.onnx', 'a' * 64, 'fp32', PROFILE)
     assert [d.split(':')[0] for d in key_differences(KEY, other)] == [
         'tensorrt_version', 'gpu_name', 'compute_capability', 'precision']
 
@@ -66,3 +72,20 @@ def test_missing_plan_sidecar_or_broken_sidecar_means_build(tmp_path):
 def test_bad_keys_are_rejected(kwargs, message):
     with pytest.raises(ValueError, match=message):
         EngineKey(**{**{f: getattr(KEY, f) for f in KEY.__dataclass_fields__}, **kwargs})
+
+
+def test_the_sidecar_never_takes_the_name_of_the_model_card():
+    """A plan named after its model (models/seafusion.engine) must not overwrite models/seafusion.json."""
+    assert sidecar_path(Path('models/seafusion.engine')) == Path('models/seafusion.engine.json')
+
+
+def test_a_forced_decision_rebuilds_a_matching_plan(tmp_path):
+    decision = decide(cached_plan(tmp_path), KEY, force=True)
+    assert decision.action == 'build' and 'forced' in decision.reason
+
+
+def test_docs_list_exactly_what_invalidates_a_plan():
+    """docs/gpu.md's cache-key table names every key field and nothing else (plus the informational build time)."""
+    section = GPU_DOC.read_text().split('### The cache key', 1)[1].split('\n#', 1)[0]
+    documented = re.findall(r'^\| `(\w+)`', section, re.MULTILINE)
+    assert documented == [f.name for f in fields(EngineKey)] + ['build_seconds']

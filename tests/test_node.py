@@ -126,15 +126,15 @@ def test_tensorrt_backend_builds_in_configure_and_fuses_like_onnxruntime(
     h = harness_factory(exported[0], backend='tensorrt', engine__path=str(plan), engine__profile_min=[64, 64],
                         engine__profile_opt=[480, 640], engine__profile_max=[512, 640])
     fused = h.record(Image, 'fused/image')
-    assert trt.builds == 0
+    assert trt._builds == 0
     h.start()                                              # configure builds the plan, before any frame
-    assert trt.builds == 1 and plan.is_file() and plan.with_suffix('.json').is_file()
+    assert trt._builds == 1 and plan.is_file() and plan.with_name('node.engine.json').is_file()
     assert h.node.pipeline.backend.describe() == 'tensorrt:seafusion/uint8'
     h.send(IR, VIS, 4)
     assert wait_for(lambda: fused)
-    expected = FusionPipeline.from_model(exported[0], threads=1).fuse(IR, VIS).fused_bgr
-    np.testing.assert_array_equal(codec.image_to_array(fused[0]), expected)
-    assert trt.builds == 1
+    expected = FusionPipeline.from_model(exported[0], threads=1).fuse(IR, VIS).fused_bgr.astype(int)
+    assert np.abs(codec.image_to_array(fused[0]).astype(int) - expected).max() <= 1   # default fp16: the fp16 graph
+    assert trt._builds == 1
 
 
 def test_unavailable_backend_fails_configure_and_the_node_stays_up(harness_factory, exported):

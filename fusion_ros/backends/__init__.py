@@ -40,8 +40,8 @@ def _tensorrt(model_path: Path, card: ModelCard, options: BackendOptions) -> Bac
     from fusion_ros.tensorrt.builder import BuildSettings, ensure_engine
     settings = BuildSettings(options.precision, options.engine_profile, options.engine_workspace_mb,
                              options.engine_timing_cache)
-    plan, _ = ensure_engine(model_path, options.engine_path, settings, options.engine_allow_rebuild)
-    return TensorRTBackend(plan, card)
+    plan, _, engine = ensure_engine(model_path, options.engine_path, settings, options.engine_allow_rebuild)
+    return TensorRTBackend(plan, card, engine=engine)
 
 
 def _torch(model_path: Path, card: ModelCard, options: BackendOptions) -> Backend:

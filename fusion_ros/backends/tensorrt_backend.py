@@ -5,9 +5,10 @@ Per frame: input shapes are set only when they change (that is when TensorRT
 re-plans), device and pinned host buffers are reused and only grow, inputs go
 host -> device asynchronously, the engine is enqueued, outputs come back
 asynchronously, and the stream is synchronised once. With the uint8 end-to-end
-graphs the CPU copies bytes only. Written against the TensorRT 10 runtime API
-(tensorrt.md section 2); ``trt`` and ``cuda`` are injectable so that CI runs
-this exact code against a test double.
+graphs the CPU copies bytes only. Written against the name-based runtime API
+that TensorRT 10 and 11 share (tensorrt.md section 2); ``trt`` and ``cuda`` are
+injectable so that CI runs this exact code against a test double, and the calls
+are checked against the real bindings of each version (tests/test_trt_conformance.py).
 """
 
 from dataclasses import dataclass
@@ -18,8 +19,8 @@ import numpy as np
 
 from fusion_ros.backends.base import Backend, BackendError
 from fusion_ros.model_card import ModelCard
-from fusion_ros.tensorrt.builder import import_tensorrt
-from fusion_ros.tensorrt.cuda_memory import CudaRuntime
+from fusion_ros.tensorrt.builder import deserialize, import_tensorrt
+from fusion_ros.tensorrt.cuda_memory import CudaRuntime, stream_address
 
 MISMATCH_HINT = ('a plan only runs on the TensorRT version and GPU it was built with; rebuild it with '
                  '`fusion-ros build-engine` on this machine (the node does so in configure when '
@@ -41,13 +42,13 @@ class TensorRTBackend(Backend):
 
     name = 'tensorrt'
 
-    def __init__(self, plan_path: Path, card: ModelCard, trt: Any = None, cuda: Optional[CudaRuntime] = None):
+    def __init__(self, plan_path: Path, card: ModelCard, trt: Any = None, cuda: Optional[CudaRuntime] = None,
+                 engine: Any = None):
+        """Load the plan (or take the engine fusion_ros.tensorrt.builder.ensure_engine already deserialized)."""
         super().__init__(card)
         self.trt = trt or import_tensorrt()
         self.cuda = cuda or CudaRuntime()
-        logger = self.trt.Logger(self.trt.Logger.WARNING)
-        self.runtime = self.trt.Runtime(logger)
-        self.engine = self.runtime.deserialize_cuda_engine(Path(plan_path).read_bytes())
+        self.engine = engine if engine is not None else deserialize(self.trt, plan_path)
         if self.engine is None:
             raise ValueError(f'TensorRT {self.trt.__version__} cannot deserialize {plan_path}: {MISMATCH_HINT}')
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
@@ -61,6 +62,7 @@ class TensorRTBackend(Backend):
         self.limits = {n: self.engine.get_tensor_profile_shape(n, 0) for n in self.inputs}
         self.context = self.engine.create_execution_context()
         self.stream = self.cuda.stream()
+        self.stream_address = stream_address(self.stream)
         self.buffers: dict[str, _Buffer] = {}
         self.shapes: dict[str, tuple[int, ...]] = {}
         self.reshapes = 0     # how often input shapes changed (each change makes TensorRT re-plan)
@@ -115,7 +117,7 @@ class TensorRTBackend(Backend):
             self.cuda.to_device(buf.device, buf.host_address, array.nbytes, self.stream)
         sizes = {n: int(np.prod(s)) * self.dtypes[n].itemsize for n, s in out_shapes.items()}
         out_buffers = {n: self._buffer(n, sizes[n]) for n in self.outputs}
-        if not self.context.execute_async_v3(self.stream):
+        if not self.context.execute_async_v3(self.stream_address):
             raise BackendError('TensorRT execute_async_v3 failed (see the TensorRT log)')
         for name, buf in out_buffers.items():
             self.cuda.to_host(buf.host_address, buf.device, sizes[name], self.stream)

@@ -47,11 +47,21 @@ def mask_kind(core: FusionCore) -> Optional[str]:
     return 'saliency' if isinstance(core.net, SGFusion) else None
 
 
+def class_ids_to_uint8(ids: torch.Tensor) -> torch.Tensor:
+    """
+    Integer class ids (ArgMax, INT64) as uint8, cast through float.
+
+    TensorRT documents Cast to UINT8 only from FLOAT or HALF, so the exported graph must not
+    cast INT64 to UINT8 directly; ids below 256 are exact in float.
+    """
+    return ids.to(torch.float32).to(torch.uint8)
+
+
 def _mask_to_uint8(mask: torch.Tensor) -> torch.Tensor:
     """Saliency becomes 0..255, class ids stay ids; the Cast is the graph's last op (TensorRT's uint8 rule)."""
     if mask.is_floating_point():
-        mask = torch.round(mask.clamp(0.0, 1.0) * 255.0)
-    return mask.to(torch.uint8)
+        return torch.round(mask.clamp(0.0, 1.0) * 255.0).to(torch.uint8)
+    return class_ids_to_uint8(mask)
 
 
 class FloatGraph(nn.Module):
@@ -64,7 +74,7 @@ class FloatGraph(nn.Module):
     def forward(self, visible_y: torch.Tensor, ir: torch.Tensor) -> tuple[torch.Tensor, ...]:
         out = self.core(visible_y, ir)
         if len(out) == 2 and not out[1].is_floating_point():
-            return out[0], out[1].to(torch.uint8)
+            return out[0], class_ids_to_uint8(out[1])
         return out
 
 
@@ -100,7 +110,7 @@ class SegmenterGraph(nn.Module):
 
     def forward(self, luma: torch.Tensor) -> torch.Tensor:
         logits = self.segmenter((luma.to(torch.float32) / 255.0)[None, None])[0]
-        return logits.argmax(1)[0].to(torch.uint8)
+        return class_ids_to_uint8(logits.argmax(1)[0])
 
 
 def core_from_weights(weights: dict) -> FusionCore:

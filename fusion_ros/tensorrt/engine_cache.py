@@ -2,11 +2,14 @@
 Engine cache policy: when a serialized TensorRT plan may be reused.
 
 A plan is tied to the TensorRT version, the GPU (name and compute capability),
-the exact ONNX file, the precision and the optimisation profile. Each plan
-lives beside a sidecar JSON holding those fields (plus build time); a plan is
-loaded only when every key field matches the wanted one, and otherwise rebuilt,
-or refused when rebuilds are disabled, with a message naming every field that
-differs and both values. Pure Python: no TensorRT needed to decide or to test.
+the exact ONNX graph it was built from (file name and sha256: the fp32 graph, or
+the model's fp16 graph for precision fp16), the precision and the optimisation
+profile. Each plan lives beside a sidecar JSON, ``<plan>.json``, holding those
+fields (plus build time); a plan is loaded only when every key field matches the
+wanted one, and otherwise rebuilt, or refused when rebuilds are disabled, with a
+message naming every field that differs and both values. Settings that change
+how fast a plan is but not what it computes (workspace limit, timing cache) are
+not in the key. Pure Python: no TensorRT needed to decide or to test.
 """
 
 from dataclasses import asdict, dataclass, fields
@@ -44,7 +47,8 @@ class EngineKey:
     tensorrt_version: str
     gpu_name: str
     compute_capability: str
-    onnx_sha256: str
+    graph: str              # file name of the ONNX graph built (seafusion.onnx or seafusion_fp16.onnx)
+    onnx_sha256: str        # of that graph
     precision: str
     profile: Profile
 
@@ -73,8 +77,14 @@ def key_from_dict(data: dict[str, Any]) -> EngineKey:
 
 
 def sidecar_path(plan: Path) -> Path:
-    """Return the JSON beside a plan (same stem); the plan itself stays unmodified."""
-    return Path(plan).with_suffix('.json')
+    """
+    Return the JSON beside a plan: ``<plan file name>.json``.
+
+    Never ``<plan stem>.json``: a plan named after its model (models/seafusion.engine)
+    would then overwrite the model card models/seafusion.json.
+    """
+    plan = Path(plan)
+    return plan.with_name(plan.name + '.json')
 
 
 def key_differences(cached: EngineKey, wanted: EngineKey) -> list[str]:
@@ -95,10 +105,20 @@ class EngineRebuildRefused(RuntimeError):
     """The cached plan does not match and rebuilding is disabled."""
 
 
-def decide(plan: Path, wanted: EngineKey, allow_rebuild: bool = True) -> CacheDecision:
-    """Load a matching plan; otherwise build it, or raise if rebuilds are disabled."""
+def refuse_or_build(reason: str, allow_rebuild: bool) -> CacheDecision:
+    """Build for this reason, or raise naming it when rebuilds are disabled."""
+    if not allow_rebuild:
+        raise EngineRebuildRefused(f'{reason}; rebuilding is disabled (allow_rebuild=false): build it with '
+                                   '`fusion-ros build-engine` on this machine or enable rebuilds')
+    return CacheDecision('build', reason)
+
+
+def decide(plan: Path, wanted: EngineKey, allow_rebuild: bool = True, force: bool = False) -> CacheDecision:
+    """Load a matching plan; otherwise (or when forced) build it, or raise if rebuilds are disabled."""
     plan = Path(plan)
     side = sidecar_path(plan)
+    if force:
+        return CacheDecision('build', f'rebuild of {plan.name} forced')
     if not plan.is_file():
         reason = f'no engine at {plan}'
     elif not side.is_file():
@@ -114,7 +134,4 @@ def decide(plan: Path, wanted: EngineKey, allow_rebuild: bool = True) -> CacheDe
                 return CacheDecision('load', f'engine {plan.name} matches (TensorRT {wanted.tensorrt_version}, '
                                              f'{wanted.gpu_name}, {wanted.precision})')
             reason = f'engine {plan.name} was built for other settings: ' + '; '.join(diffs)
-    if not allow_rebuild:
-        raise EngineRebuildRefused(f'{reason}; rebuilding is disabled (allow_rebuild=false): build it with '
-                                   '`fusion-ros build-engine` on this machine or enable rebuilds')
-    return CacheDecision('build', reason)
+    return refuse_or_build(reason, allow_rebuild)

@@ -5,7 +5,9 @@ The operator list is the "supported" list of onnx/onnx-tensorrt `docs/operators.
 for TensorRT 10.15 (opset 9 to 24), cross-checked against the 10.1-GA tag (opset
 9 to 20), as restated in the project's docs/tensorrt.md (section 4). UINT8 rules come
 from the same brief (section 3): UINT8 is allowed for network I/O only, so a uint8
-input may feed nothing but a Cast, and a uint8 output must be produced by a Cast.
+input may feed nothing but a Cast, and a uint8 output must be produced by a Cast
+whose input is FLOAT or HALF (the only sources TensorRT documents for a cast to UINT8;
+an ArgMax's INT64 class ids must go through float first).
 """
 
 from pathlib import Path
@@ -64,9 +66,26 @@ def uint8_io_violations(model: onnx.ModelProto) -> list[str]:
     return problems
 
 
+def uint8_cast_source_violations(model: onnx.ModelProto) -> list[str]:
+    """Casts to UINT8 whose input is not FLOAT or HALF (types from ONNX shape inference)."""
+    inferred = onnx.shape_inference.infer_shapes(model)
+    types = {v.name: v.type.tensor_type.elem_type
+             for v in (*inferred.graph.input, *inferred.graph.value_info, *inferred.graph.output)}
+    types.update({init.name: init.data_type for init in inferred.graph.initializer})
+    allowed = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16)
+    problems = []
+    for node in model.graph.node:
+        to = next((a.i for a in node.attribute if a.name == 'to'), None)
+        if node.op_type == 'Cast' and to == onnx.TensorProto.UINT8 and types.get(node.input[0]) not in allowed:
+            source = onnx.TensorProto.DataType.Name(types.get(node.input[0], 0))
+            problems.append(f'Cast node {node.name!r} makes UINT8 from {source}; TensorRT casts to UINT8 only '
+                            'from FLOAT or HALF (cast through float first)')
+    return problems
+
+
 def check_for_tensorrt(path: Path) -> list[str]:
     """All reasons TensorRT would reject the ONNX file at path (empty when it should parse)."""
     model = onnx.load(str(path))
     problems = [f'operator {op} is not supported by the TensorRT ONNX parser ({SOURCE})'
                 for op in unsupported_ops(model)]
-    return problems + uint8_io_violations(model)
+    return problems + uint8_io_violations(model) + uint8_cast_source_violations(model)

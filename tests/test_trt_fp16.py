@@ -1,0 +1,119 @@
+"""
+The fp16 graphs TensorRT builds for precision fp16 (training/fp16.py), and the exporter's TensorRT Cast rule.
+
+All real: ONNX graphs, onnx.checker, ONNX Runtime, the bundled pairs. A tiny graph whose
+intermediate values exceed half precision's range shows why the keep-in-fp32 list exists.
+"""
+
+import json
+
+import numpy as np
+import onnx
+from onnx import helper, TensorProto
+import onnxruntime as ort
+import pytest
+
+from fusion_ros.model_card import load_card, sha256_of
+from fusion_ros.tensorrt.onnx_support import check_for_tensorrt
+from tests.model_fixtures import PAIRS, write_tiny_model
+from training.export import load_samples
+from training.fp16 import attach_fp16, convert, Fp32Keep, keep_for
+
+SQUARES = ('Mul', 'ReduceMean', 'Sqrt')
+
+
+def run(model: onnx.ModelProto, feeds: dict) -> list:
+    return ort.InferenceSession(model.SerializeToString(), providers=['CPUExecutionProvider']).run(None, feeds)
+
+
+def rms_model(folder):
+    """fused = visible * 255 / rms(100 * visible): the mean of squares (~4e8) overflows half precision."""
+    scale = helper.make_tensor('s', TensorProto.FLOAT, [], [100.0])
+    nodes = [helper.make_node('Constant', [], ['s'], value=scale),
+             helper.make_node('Cast', ['visible_bgr'], ['v'], to=TensorProto.FLOAT),
+             helper.make_node('Mul', ['v', 's'], ['x'], name='scale'),
+             helper.make_node('Mul', ['x', 'x'], ['sq'], name='square'),
+             helper.make_node('ReduceMean', ['sq'], ['ms'], keepdims=1, name='energy'),
+             helper.make_node('Sqrt', ['ms'], ['rms'], name='rms'),
+             helper.make_node('Div', ['x', 'rms'], ['n'], name='normalise'),
+             helper.make_node('Mul', ['n', 's'], ['m'], name='rescale'),
+             helper.make_node('Clip', ['m'], ['c'], name='clip'),
+             helper.make_node('Round', ['c'], ['r'])]
+    return write_tiny_model(folder, 'rms', helper.make_node('Cast', ['r'], ['fused_bgr'], to=TensorProto.UINT8),
+                            nodes)
+
+
+def test_shipped_models_declare_what_overflows():
+    assert {'MatMul', 'Softmax'} <= set(keep_for('coconet').op_types)
+    assert {'ReduceL2', 'LayerNormalization'} <= set(keep_for('refusion').op_types)
+    assert keep_for('seafusion') == Fp32Keep() and keep_for('unknown-method') == Fp32Keep()
+
+
+def test_conversion_keeps_uint8_io_and_makes_weights_and_arithmetic_half(exported):
+    fp32 = onnx.load(str(exported[0]))
+    fp16, kept = convert(fp32)
+    assert kept == 0
+    assert [(v.name, v.type.tensor_type.elem_type) for v in (*fp16.graph.input, *fp16.graph.output)] == \
+        [(v.name, v.type.tensor_type.elem_type) for v in (*fp32.graph.input, *fp32.graph.output)]
+    assert {i.data_type for i in fp16.graph.initializer if i.data_type in (TensorProto.FLOAT, TensorProto.FLOAT16)} \
+        == {TensorProto.FLOAT16}
+    inferred = onnx.shape_inference.infer_shapes(fp16)
+    float_values = [v.name for v in inferred.graph.value_info if v.type.tensor_type.elem_type == TensorProto.FLOAT]
+    assert float_values == []                                   # every float op computes in half precision
+    assert fp32 == onnx.load(str(exported[0]))                  # the input model is not modified
+
+
+def test_kept_ops_stay_fp32_and_that_is_what_prevents_overflow(tmp_path):
+    """
+    Measured with the emulation (every fp16 tensor rounded through half precision).
+
+    ONNX Runtime on a CPU runs the fp16 file's ops in fp32 where it has no fp16 kernel and drops the
+    casts between them, so the file itself hides this overflow here; on a GPU it would not.
+    """
+    model = onnx.load(str(rms_model(tmp_path)))
+    vis = np.random.default_rng(0).integers(0, 256, (32, 48, 3), np.uint8)
+    feeds = {'ir': vis[..., 0].copy(), 'visible_bgr': vis}
+    want = run(model, feeds)[0].astype(int)
+    assert np.abs(run(convert(model, emulate=True)[0], feeds)[0].astype(int) - want).max() > 100   # inf / NaN
+    assert np.abs(run(convert(model)[0], feeds)[0].astype(int) - want).max() <= 1   # what CPU ORT shows instead
+    for keep, count in ((Fp32Keep(SQUARES), 5), (Fp32Keep(node_prefixes=('square', 'energy', 'rms')), 3)):
+        emulated, kept = convert(model, keep, emulate=True)
+        assert kept == count and np.abs(run(emulated, feeds)[0].astype(int) - want).max() <= 1
+        fp16, _ = convert(model, keep)
+        assert np.abs(run(fp16, feeds)[0].astype(int) - want).max() <= 1
+    casts = [n for n in convert(model, Fp32Keep(SQUARES))[0].graph.node if n.op_type == 'Cast']
+    assert any(n.attribute[0].i == TensorProto.FLOAT for n in casts)        # fp16 -> fp32 into the kept ops
+    assert any(n.attribute[0].i == TensorProto.FLOAT16 for n in casts)      # and back
+
+
+def test_an_fp16_graph_that_overflows_is_refused_with_the_remedy(tmp_path):
+    model = rms_model(tmp_path)
+    card_before = model.with_suffix('.json').read_text()
+    with pytest.raises(RuntimeError, match='overflows in half precision; declare those ops in FP32_OPS'):
+        attach_fp16(model, load_samples(PAIRS, 1))
+    assert not (tmp_path / 'rms_fp16.onnx').exists() and model.with_suffix('.json').read_text() == card_before
+
+
+def test_export_writes_a_validated_fp16_graph_pinned_by_the_card(exported):
+    card = load_card(exported[0])
+    fp16 = card.provenance['fp16']
+    path = exported[0].with_name(fp16['onnx'])
+    assert fp16['onnx'] == 'seafusion_fp16.onnx' and sha256_of(path) == fp16['sha256']
+    assert check_for_tensorrt(path) == []
+    report = fp16['validation']
+    assert report['compared'] == 'seafusion_fp16.onnx' and len(report['samples']) == 2
+    assert report['max_abs_levels'] <= 2 and report['mean_abs_levels'] < 0.2
+    assert set(report['metric_change']) == {'EN', 'SF', 'MI', 'VIF', 'Qabf', 'SSIM'}
+    assert all(abs(v) < 0.05 for v in report['metric_change'].values())
+    assert 'fp16' not in load_card(exported[1]).provenance        # the float graph is not the node's
+
+
+def test_segmenter_class_ids_reach_uint8_through_float(exported_seg):
+    """TensorRT casts to UINT8 only from FLOAT/HALF: the ArgMax ids must not be cast INT64 -> UINT8."""
+    uint8, float_graph = exported_seg
+    for path in (uint8, float_graph, uint8.with_name('seafusion_seg_segmenter.onnx'),
+                 uint8.with_name('seafusion_seg_fp16.onnx')):
+        assert check_for_tensorrt(path) == [], path.name
+    report = load_card(uint8).provenance['fp16']['validation']
+    assert report['class_map_equal_share'] > 0.99
+    assert json.loads(uint8.with_suffix('.json').read_text())['mask']['kind'] == 'classes'
