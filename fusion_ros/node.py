@@ -261,8 +261,8 @@ class FusionNode(LifecycleNode):
         pair = None
         with self._pair_lock:
             check = self._stamps.check(stream, stamp)
-            if check.verdict is StampVerdict.JUMP:
-                self.pairer.reset()
+            if check.verdict is StampVerdict.JUMP:   # frames of the new time line survive, the old ones go
+                self.pairer.reset(keep_near=stamp, within_ns=self._stamps.jump_threshold_ns)
             if check.verdict in (StampVerdict.ACCEPT, StampVerdict.JUMP):
                 pair = self.pairer.add(stream, stamp, msg)
         name = STREAM_NAMES[stream]

@@ -80,8 +80,8 @@ PARAMS = (
     Param('engine.workspace_mb', 1024, 'TensorRT builder workspace limit, MiB', read_only=True, low=16, high=65536),
     Param('engine.timing_cache', '', 'TensorRT timing cache file (speeds up rebuilds); empty = none',
           read_only=True),
-    Param('engine.allow_rebuild', True, 'rebuild a plan whose cache key (TensorRT, GPU, ONNX graph, precision, profile) '
-          'differs; false = refuse and fail configure', read_only=True),
+    Param('engine.allow_rebuild', True, 'rebuild a plan whose cache key (TensorRT, GPU, ONNX graph, precision, '
+          'profile) differs; false = refuse and fail configure', read_only=True),
     Param('cuda_graphs', True, 'torch on CUDA: replay a captured CUDA graph while the input size is fixed',
           read_only=True),
     Param('pairing.mode', 'approximate', 'approximate: stamps within slop; latest: newest IR with each visible frame',
@@ -156,9 +156,12 @@ def problems(values: dict[str, Any]) -> list[str]:
         return found
     if values.get('registration.mode') == 'homography' and len(values.get('registration.homography', [])) != 9:
         found.append('registration.mode homography needs registration.homography with 9 numbers')
-    if values.get('ir_gain.high', 0.0) and values.get('ir_gain.low', 0.0) >= values['ir_gain.high']:
-        found.append('ir_gain.low must be below ir_gain.high (or set ir_gain.high 0 for the encoding maximum); got '
-                     f'{values.get("ir_gain.low", 0.0)} >= {values["ir_gain.high"]}')
+    low, high = values.get('ir_gain.low', 0.0), values.get('ir_gain.high', 0.0)
+    if high and low >= high:
+        found.append(f'ir_gain.low must be below ir_gain.high (or set ir_gain.high 0 for the encoding maximum); got '
+                     f'{low} >= {high}')
+    if not high and low >= 65535:
+        found.append(f'ir_gain.low must be below 65535, the 16-bit maximum ir_gain.high 0 stands for; got {low}')
     if values.get('ir_gain.percentile_low', 1.0) >= values.get('ir_gain.percentile_high', 99.0):
         found.append('ir_gain.percentile_low must be below ir_gain.percentile_high')
     try:

@@ -81,9 +81,16 @@ class ApproximatePairer:
         self.stats.record_skew(skew)
         return (item, partner) if stream == IR else (partner, item)
 
-    def reset(self) -> None:
-        """Drop every queued frame (after a clock jump); the counters carry on."""
-        self.queues = ({}, {})
+    def reset(self, keep_near: Optional[int] = None, within_ns: int = 0) -> None:
+        """
+        Drop queued frames after a clock jump, except those stamped within within_ns of keep_near.
+
+        The frames kept belong to the new time line: when one stream jumps back, the other may
+        already have queued its frames of that time, and they still need their partners.
+        """
+        def keep(stamp: int) -> bool:
+            return keep_near is not None and abs(stamp - keep_near) < within_ns
+        self.queues = tuple({s: item for s, item in queue.items() if keep(s)} for queue in self.queues)
 
 
 class LatestPairer:
@@ -107,9 +114,10 @@ class LatestPairer:
         self.stats.record_skew(skew)
         return self.latest_ir[1], item
 
-    def reset(self) -> None:
-        """Forget the newest IR frame (after a clock jump); the counters carry on."""
-        self.latest_ir = None
+    def reset(self, keep_near: Optional[int] = None, within_ns: int = 0) -> None:
+        """Forget the newest IR frame after a clock jump, unless stamped within within_ns of keep_near."""
+        if self.latest_ir is None or keep_near is None or abs(self.latest_ir[0] - keep_near) >= within_ns:
+            self.latest_ir = None
 
 
 def make_pairer(mode: str, queue_size: int, slop_s: float):

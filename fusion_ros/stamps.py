@@ -9,9 +9,10 @@ expect from a clock jump:
 * equal to the stream's last stamp: a duplicate, skipped (one frame in, at most one output);
 * older by less than the jump threshold: a late frame, skipped;
 * older by the threshold or more: a clock jump. Tracking of *every* stream restarts from this
-  frame and the caller resets pairing, so a bag loop costs one reset (both streams jump back, the
-  second finds tracking already restarted), and one frame stamped far in the future costs one
-  reset instead of poisoning every later frame of its stream.
+  frame and the caller drops the queued frames of the old time line (those within the threshold
+  of the new stamp are kept: the other stream may have sent its new frames first). A bag loop
+  costs one reset (both streams jump back, the second finds tracking already restarted), and one
+  frame stamped far in the future costs one reset instead of poisoning every later frame.
 """
 
 from dataclasses import dataclass

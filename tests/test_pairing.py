@@ -123,17 +123,24 @@ def test_bad_stream_is_named():
         ApproximatePairer(3, 10).add(2, 0, None)
 
 
-def test_reset_drops_queued_frames_and_keeps_the_counters():
+def test_reset_drops_the_old_time_line_and_keeps_the_counters():
     pairer = ApproximatePairer(5, 10)
     pairer.add(IR, 0, 'a')
     assert pairer.add(VISIBLE, 1, 'b') == ('a', 'b')
     pairer.add(IR, 100, 'c')
     pairer.reset()
     assert pairer.add(VISIBLE, 101, 'd') is None and pairer.stats.pairs == 1
+    pairer.add(IR, 5000, 'old')
+    pairer.add(IR, 20, 'new')                                # queued before the visible stream jumps back
+    pairer.reset(keep_near=21, within_ns=50)
+    assert pairer.queues == ({20: 'new'}, {})
+    assert pairer.add(VISIBLE, 21, 'v') == ('new', 'v')
     latest = LatestPairer()
     latest.add(IR, 0, 'a')
-    latest.reset()
-    assert latest.add(VISIBLE, 1, 'b') is None
+    latest.reset(keep_near=30, within_ns=50)
+    assert latest.add(VISIBLE, 1, 'b') == ('a', 'b')
+    latest.reset(keep_near=500, within_ns=50)
+    assert latest.add(VISIBLE, 2, 'c') is None
 
 
 def test_stamp_guard_duplicates_late_frames_and_clock_jumps():
