@@ -28,11 +28,11 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
 
 from fusion_ros import codec
-from fusion_ros.mailbox import Mailbox
-from fusion_ros.masks import colorize_mask, overlay_ids
 from fusion_ros.echo import clip
 from fusion_ros.health import assess, HealthLimits
 from fusion_ros.log_throttle import reason_key, ReasonThrottle
+from fusion_ros.mailbox import Mailbox
+from fusion_ros.masks import colorize_mask, overlay_ids
 from fusion_ros.node_params import backend_options, BY_NAME, PARAMS, problems, validate
 from fusion_ros.pairing import IR, make_pairer, STREAM_NAMES, VISIBLE
 from fusion_ros.pipeline import FusionPipeline, IrGain
@@ -181,7 +181,8 @@ class FusionNode(LifecycleNode):
             self._pubs['mask'] = self.create_lifecycle_publisher(Image, 'fused/mask', out_qos)
             self._pubs['mask_color'] = self.create_lifecycle_publisher(Image, 'fused/mask_color', out_qos)
         self._diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
-        self._diag_timer = self.create_timer(values['diagnostics_period'], self._publish_diagnostics)
+        self._diag_timer = self.create_timer(values['diagnostics_period'],
+                                             lambda: self._guard('diagnostics', self._publish_diagnostics))
         self.get_logger().info(f'configured: {self.pipeline.backend.describe()}')
         return super().on_configure(state)
 
@@ -195,8 +196,9 @@ class FusionNode(LifecycleNode):
         self.mailbox.reopen()
         self._worker.start()
         self._subs = [
-            self._subscribe(Image, 'ir/image', lambda m: self._on_image(IR, m), in_qos),
-            self._subscribe(Image, 'visible/image', lambda m: self._on_image(VISIBLE, m), in_qos),
+            self._subscribe(Image, 'ir/image', lambda m: self._guard('ir callback', self._on_image, IR, m), in_qos),
+            self._subscribe(Image, 'visible/image', lambda m: self._guard('visible callback', self._on_image, VISIBLE,
+                                                                          m), in_qos),
             self._subscribe(CameraInfo, 'visible/camera_info', self._on_camera_info, in_qos)]
         return super().on_activate(state)
 
@@ -280,9 +282,18 @@ class FusionNode(LifecycleNode):
             if self.mailbox.put(pair):
                 self.stats.count('dropped')
 
-    def _skip(self, reason: str) -> None:
+    def _guard(self, what: str, callback, *args) -> None:
+        """Run an executor callback so that no exception reaches spin (it would end the process)."""
+        try:
+            callback(*args)
+        except Exception as err:
+            reason = f'{what}: {type(err).__name__}: {clip(str(err))}'
+            self.stats.failed(reason)
+            self._log(self.get_logger().error, f'callback failed: {reason}')
+
+    def _skip(self, reason: str, paired: bool = False) -> None:
         """A frame or pair the input made unusable: count it, keep the reason for health, log it (throttled)."""
-        self.stats.skipped(reason)
+        self.stats.skipped(reason, paired)
         self._log(self.get_logger().warning, f'frame skipped: {reason}')
 
     def _log(self, log, line: str) -> None:
@@ -312,7 +323,7 @@ class FusionNode(LifecycleNode):
         try:
             self._fuse_and_publish(ir_msg, vis_msg)
         except ValueError as err:
-            self._skip(clip(str(err)))
+            self._skip(clip(str(err)), paired=True)
         except Exception as err:  # BackendError, cv2.error, RCLError on publish...: this pair is lost, not the node
             reason = f'{type(err).__name__}: {clip(str(err))}'
             self.stats.failed(reason)

@@ -57,7 +57,8 @@ class NodeStats:
         self.rates = [RateMeter(rate_window_s), RateMeter(rate_window_s), RateMeter(rate_window_s)]  # ir, vis, out
         self.latencies_ms: deque = deque(maxlen=window)
         self.overhead_ms: deque = deque(maxlen=window)
-        self.pairs = self.dropped = self.rejected = self.inference_failures = self.published_count = 0
+        self.pairs = self.dropped = self.rejected = self.skipped_pairs = self.inference_failures = 0
+        self.published_count = 0
         self.qos_incompatible = self.clock_jumps = self.downscaled = self.worker_restarts = 0
         self.frames_received = [0, 0]
         self.active_since: Optional[float] = None
@@ -98,10 +99,16 @@ class NodeStats:
             self.pairs += 1
             self.last_pair = time.monotonic()
 
-    def skipped(self, reason: str) -> None:
-        """Record a frame or pair skipped for a reason (bad input, late stamp...)."""
+    def skipped(self, reason: str, paired: bool) -> None:
+        """
+        Record a frame skipped for a reason (bad input, late stamp...); paired: it was skipped after pairing.
+
+        `rejected` counts every skipped frame, `skipped_pairs` the pairs among them, so that
+        pairs = published + dropped + skipped_pairs + inference_failures (+ the pair in flight).
+        """
         with self._lock:
             self.rejected += 1
+            self.skipped_pairs += paired
             self.last_skip = reason
 
     def failed(self, reason: str) -> None:
@@ -165,6 +172,7 @@ class NodeStats:
                 'frames received ir/visible': f'{self.frames_received[0]}/{self.frames_received[1]}',
                 'pairs': str(self.pairs), 'published': str(self.published_count),
                 'dropped (mailbox)': str(self.dropped), 'rejected frames': str(self.rejected),
+                'skipped pairs': str(self.skipped_pairs),
                 'inference failures': str(self.inference_failures),
                 'worker restarts': str(self.worker_restarts),
                 'clock jumps': str(self.clock_jumps), 'downscaled frames': str(self.downscaled),

@@ -290,3 +290,29 @@ def test_fit_pixels_keeps_the_aspect_and_the_limit(shape, limit, expected):
     small_ir, small_vis = fit_pixels(ir, vis, limit)
     assert small_ir.shape == expected and small_vis.shape == (*expected, 3)
     assert small_ir.size <= limit
+
+
+def test_an_exception_in_a_subscription_callback_does_not_end_spin(harness_factory, tmp_path):
+    """
+    An exception that reaches rclpy's executor ends spin, and with it the process.
+
+    No real input makes the pairing callback raise, so this injects one fault into it (once); the node
+    must count it and go on fusing.
+    """
+    h = harness_factory(identity_model(tmp_path))
+    fused = h.record(Image, 'fused/image')
+    h.start()
+    real_add = h.node.pairer.add
+    calls = []
+
+    def fails_once(stream, stamp, item):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError('injected')
+        return real_add(stream, stamp, item)
+    h.node.pairer.add = fails_once
+    h.send(IR, VIS, 1)
+    assert wait_for(lambda: h.node.stats.inference_failures == 1)
+    assert 'injected' in h.node.stats.last_failure
+    h.send(IR, VIS, 2)
+    assert wait_for(lambda: stamps(fused) == [2])
