@@ -71,8 +71,10 @@ def fill_teacher_folders(config: TrainConfig, threads: int = 0, log: Callable[[s
                          '(visible_y, ir -> fused_y), e.g. models/seafusion_float.onnx')
     log(f'teacher {config.teacher}: fusing {len(todo)} pairs into the teacher folders')
     for k, (source, (name, ir_path, vis_path)) in enumerate(todo, 1):
-        pair = load_pair(name, source.name, ir_path, vis_path)
         folder = Path(source.teacher)
+        if (folder / f'{name}.png').is_file():   # another process (a second filler, a DDP rank) wrote it meanwhile
+            continue
+        pair = load_pair(name, source.name, ir_path, vis_path)
         folder.mkdir(parents=True, exist_ok=True)
         write_image_atomic(folder / f'{name}.png', to_uint16(teacher_y(pipeline, pair.vis_y, pair.ir)))
         if k % 50 == 0:
