@@ -51,6 +51,7 @@ class NodeRig:
         self.node.trigger_configure()
         self.node.trigger_activate()
         self.received: list[tuple[float, float]] = []    # (monotonic receive time, latency ms)
+        self.fused_sizes: list[tuple[int, int]] = []      # (width, height) of each fused frame
         self.peer.create_subscription(Image, 'fused/image', self._on_fused, 10)
         self.pub_ir = self.peer.create_publisher(Image, 'ir/image', qos_profile_sensor_data)
         self.pub_vis = self.peer.create_publisher(Image, 'visible/image', qos_profile_sensor_data)
@@ -60,6 +61,7 @@ class NodeRig:
     def _on_fused(self, msg: Image) -> None:
         now = time.time_ns()
         stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        self.fused_sizes.append((msg.width, msg.height))
         self.received.append((time.monotonic(), (now - stamp) / 1e6))
 
     def publish_at(self, ir: np.ndarray, vis: np.ndarray, rate: float, duration: float) -> tuple[int, float]:
