@@ -11,10 +11,8 @@ each step the process's RSS is read once it has settled, and the peak RSS during
 """
 
 import argparse
-import json
 import os
 from pathlib import Path
-import platform
 import sys
 import time
 
@@ -26,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import cv2  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 
-from rig import NodeRig  # noqa: E402
+from rig import machine, NodeRig, save_results  # noqa: E402
 from fusion_ros import codec  # noqa: E402
 from fusion_ros.imageio import read_ir, read_visible  # noqa: E402
 
@@ -85,8 +83,7 @@ def main() -> None:
     steps.append(fuse(640, 480))
     results = {
         'command': 'benchmarks/memory.py ' + ' '.join(sys.argv[1:]),
-        'machine': {'cpu': platform.processor() or platform.machine(), 'cores': os.cpu_count(),
-                    'load_average_1min': round(os.getloadavg()[0], 2)},
+        'machine': machine(),
         'model': args.model.name, 'threads': args.threads, 'rss_after_start_mb': start,
         'steps': steps,
         'rss_steady_before_large_mb': steps[2]['rss_after_mb'],
@@ -95,9 +92,7 @@ def main() -> None:
         'downscaled_fused_size': steps[6]['fused'],
     }
     rig.close()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + '\n')
-    print(json.dumps(results, indent=2))
+    save_results(results, args.out)
 
 
 if __name__ == '__main__':

@@ -12,10 +12,7 @@ fusion_node overhead and latency, in process over real Fast DDS (localhost only)
 """
 
 import argparse
-import json
-import os
 from pathlib import Path
-import platform
 import sys
 import time
 
@@ -23,7 +20,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from rig import NodeRig, percentiles, REPO  # noqa: E402
+from rig import machine, NodeRig, percentiles, REPO, save_results  # noqa: E402
 from fusion_ros import codec  # noqa: E402
 from fusion_ros.imageio import read_ir, read_visible  # noqa: E402
 
@@ -61,7 +58,7 @@ def main() -> None:
         windows.append({'window_s': [10 * w, 10 * (w + 1)], **percentiles(lat)})
     overhead = list(node.stats.overhead_ms)
     results = {
-        'machine': {'cpu': platform.processor() or platform.machine(), 'cores': os.cpu_count()},
+        'machine': machine(),
         'model': args.model.name, 'frame': [480, 640], 'threads': args.threads,
         'overhead_ms_beyond_inference': percentiles(overhead),
         'subscription_callback_ms': percentiles(callback_ms),
@@ -73,9 +70,7 @@ def main() -> None:
                  'latency_ms_per_10s_window': windows},
     }
     rig.close()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + '\n')
-    print(json.dumps(results, indent=2))
+    save_results(results, args.out)
 
 
 if __name__ == '__main__':

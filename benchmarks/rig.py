@@ -4,8 +4,10 @@ An in-process fusion_node with a peer publisher/subscriber over real Fast DDS, s
 Localhost-only discovery and a random domain keep a benchmark from talking to other ROS graphs.
 """
 
+import json
 import os
 from pathlib import Path
+import platform
 import random
 import sys
 import threading
@@ -35,6 +37,19 @@ def percentiles(values) -> dict:
     arr = np.asarray(values, np.float64)
     return {'n': int(arr.size), 'p50': round(float(np.percentile(arr, 50)), 2),
             'p95': round(float(np.percentile(arr, 95)), 2), 'max': round(float(arr.max()), 2)}
+
+
+def machine() -> dict:
+    """The machine a result was measured on, with the load it carried (CPU is shared on the dev machine)."""
+    return {'cpu': platform.processor() or platform.machine(), 'cores': os.cpu_count(),
+            'load_average_1min': round(os.getloadavg()[0], 2)}
+
+
+def save_results(results: dict, path: Path) -> None:
+    """Write results as JSON (creating the folder) and print them."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2) + '\n')
+    print(json.dumps(results, indent=2))
 
 
 class NodeRig:

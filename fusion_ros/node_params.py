@@ -103,8 +103,8 @@ PARAMS = (
     Param('ir_gain.percentile_high', 99.0, 'percentile mode: upper percentile', low=0.0, high=100.0),
     Param('max_input_pixels', 1920 * 1080, 'pairs larger than this many pixels are fused downscaled to fit '
           '(aspect ratio kept; fused/image and fused/camera_info then have the reduced size, one WARN per period): '
-          'inference memory grows with the pixel count, about 2.5 GB per megapixel for SeAFusion on ONNX Runtime '
-          'CPU', low=65536, high=268435456),
+          'inference memory grows with the pixel count: a peak of about 2.5 GB per megapixel for SeAFusion on ONNX '
+          'Runtime CPU (benchmarks/memory.py)', low=65536, high=268435456),
     Param('output_encoding', 'bgr8', 'encoding of fused/image', choices=OUTPUT_ENCODINGS),
     Param('publish_mask', True, 'publish fused/mask and fused/mask_color when the model has a mask output'),
     Param('mask.alpha', 0.5, 'opacity of the class colours in fused/mask_color', low=0.0, high=1.0),

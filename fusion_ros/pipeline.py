@@ -84,8 +84,8 @@ def fit_pixels(ir8: np.ndarray, vis_bgr: np.ndarray, max_pixels: Optional[int]) 
     """
     Downscale a registered pair (same H, W) to at most max_pixels pixels, keeping the aspect ratio.
 
-    Inference memory grows with the pixel count (ONNX Runtime on CPU: about 2.5 GB per megapixel
-    for SeAFusion), so one oversized frame could exhaust a robot's memory; this bounds it.
+    Inference memory grows with the pixel count (ONNX Runtime on CPU, benchmarks/memory.py: a peak of
+    about 2.5 GB per megapixel for SeAFusion), so one oversized frame could exhaust a robot's memory.
     """
     height, width = vis_bgr.shape[:2]
     if not max_pixels or height * width <= max_pixels:
