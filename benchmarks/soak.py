@@ -109,17 +109,16 @@ class Soak:
             time.sleep(0.05)
         return time.monotonic() - started
 
-    def window(self, index: int, started: float, length: float, previous: dict) -> dict:
-        """The record of one window; counters as totals and as this window's increase."""
+    def record(self, t0: float, t1: float, started: float, previous: dict) -> dict:
+        """The record of the window [t0, t1) (monotonic); counters as totals and as this window's increase."""
         stats = self.rig.node.stats
         totals = {name: getattr(stats, name) for name in COUNTERS}
         totals['frames_received_ir'], totals['frames_received_visible'] = stats.frames_received
         totals.update({f'sent_{k}': v for k, v in self.sent.items()})
-        t0, t1 = started + index * length, started + (index + 1) * length
         latency = [lat for t, lat in list(self.rig.received) if t0 <= t < t1]
-        return {'window': index, 't_end_s': round((index + 1) * length, 1), **proc_status(),
-                'latency_ms': percentiles(latency), 'fused_received': len(latency),
-                'totals': totals, 'in_window': {k: v - previous.get(k, 0) for k, v in totals.items()}}
+        return {'t_end_s': round(t1 - started, 1), **proc_status(), 'latency_ms': percentiles(latency),
+                'fused_received': len(latency), 'totals': totals,
+                'in_window': {k: v - previous.get(k, 0) for k, v in totals.items()}}
 
 
 def plot(records: list[dict], path: Path, title: str) -> None:
@@ -170,11 +169,20 @@ def main() -> None:
     rig = NodeRig({'model_path': str(args.model), 'threads': args.threads})
     soak = Soak(rig, ir, vis)
     records: list[dict] = []
-    previous: dict = {}
     load_before = os.getloadavg()
     paused = 0.0
     started = next_pair = next_fault = time.monotonic()
     next_fault += args.fault_every
+
+    window_start = [started]
+
+    def close_window() -> None:
+        """Record the window from the previous record's end to now."""
+        t1 = time.monotonic()
+        records.append(soak.record(window_start[0], t1, started, records[-1]['totals'] if records else {}))
+        window_start[0] = t1
+        print(json.dumps({k: records[-1][k] for k in ('t_end_s', 'rss_mb', 'threads', 'latency_ms')}), flush=True)
+
     while time.monotonic() - started < args.duration:
         now = time.monotonic()
         if args.fault_every and now >= next_fault:
@@ -183,17 +191,13 @@ def main() -> None:
             next_fault += args.fault_every
             next_pair = time.monotonic()
         soak.pair()
-        if now - started >= (len(records) + 1) * args.window:
-            records.append(soak.window(len(records), started, args.window, previous))
-            previous = records[-1]['totals']
-            print(json.dumps({k: records[-1][k] for k in ('t_end_s', 'rss_mb', 'threads', 'latency_ms')}),
-                  flush=True)
+        if time.monotonic() - window_start[0] >= args.window:
+            close_window()          # a window ends here; after a long pause for a fault it is longer
         next_pair += 1.0 / args.rate
         time.sleep(max(0.0, next_pair - time.monotonic()))
     soak.settle()                               # let the pair in flight finish before the books are closed
     time.sleep(1.0)
-    if len(records) < int(args.duration // args.window) + 1:
-        records.append(soak.window(len(records), started, args.window, previous))
+    close_window()
     final = records[-1]['totals']
     balanced = final['pairs'] == (final['published_count'] + final['dropped'] + final['skipped_pairs']
                                   + final['inference_failures'])

@@ -238,7 +238,8 @@ def test_to_helpers_validate_the_array():
 
 
 def test_modules_import_without_ros_or_torch():
-    code = ('import sys, fusion_ros.codec, fusion_ros.registration; '
+    code = ('import sys, fusion_ros.codec, fusion_ros.registration, fusion_ros.health, fusion_ros.stamps, '
+            'fusion_ros.stats, fusion_ros.worker, fusion_ros.log_throttle, fusion_ros.pairing, fusion_ros.mailbox; '
             'bad = [m for m in ("rclpy", "torch", "sensor_msgs") if m in sys.modules]; '
             'assert not bad, bad')
     subprocess.run([sys.executable, '-c', code], check=True, timeout=60, cwd=Path(__file__).resolve().parents[1])
