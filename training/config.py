@@ -63,7 +63,7 @@ class TrainConfig:
     seg_ohem: bool = True           # OHEM cross-entropy (the paper's); False: plain cross-entropy
     seg_class_weights: list[float] = field(default_factory=list)   # per-class CE weights; [] = none
     # ReFusion meta-learning (training.refusion); ignored elsewhere
-    inner_lr: float = 0.01          # lr of the inner, differentiable SGD step of F that gives F'
+    inner_lr: float = 0.01          # length (L2, parameter space) of the inner normalised SGD step giving F'
     meta_every: int = 1             # P's meta update every k-th step (F and R step every step)
     # CoCoNet (objectives coconet, coconet_contrastive; training.coconet_objective)
     vgg_weights: str = ''           # VGG-19 state dict, torchvision keys (ImageNet, or training.coconet_vgg's)
