@@ -193,8 +193,7 @@ class FusionNode(LifecycleNode):
             self._stamps.reset()
             self.pairer.reset()
         self.stats.activated()
-        self.mailbox.reopen()
-        self._worker.start()
+        self._worker.start(prepare=self.mailbox.reopen)
         self._subs = [
             self._subscribe(Image, 'ir/image', lambda m: self._guard('ir callback', self._on_image, IR, m), in_qos),
             self._subscribe(Image, 'visible/image', lambda m: self._guard('visible callback', self._on_image, VISIBLE,

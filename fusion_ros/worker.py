@@ -28,11 +28,20 @@ class SupervisedWorker:
         self._death: Optional[str] = None
         self.restarts = 0
 
-    def start(self) -> None:
-        """Start the thread (again, after stop)."""
+    def start(self, prepare: Callable[[], None] = lambda: None) -> None:
+        """
+        Start the thread (again, after stop); prepare runs just before (the node reopens its mailbox).
+
+        A previous thread that stop() did not see end (its frame took longer than the timeout) is
+        waited for first, so that two threads never serve one mailbox.
+        """
+        previous = self._thread
+        if previous is not None and previous is not threading.current_thread():
+            previous.join()
         with self._lock:
             self._stopping = False
             self._death = None
+            prepare()
             self._spawn()
 
     def _spawn(self) -> None:

@@ -8,6 +8,7 @@ import pytest
 from fusion_ros.echo import clip, short_repr
 from fusion_ros.health import assess, ERROR, HealthLimits, HealthSnapshot, OK, WARN
 from fusion_ros.log_throttle import reason_key, ReasonThrottle
+from fusion_ros.mailbox import Mailbox
 from fusion_ros.stats import RateMeter
 from fusion_ros.worker import SupervisedWorker
 
@@ -148,3 +149,33 @@ def test_a_dead_worker_is_restarted_once_per_call_and_stop_is_final():
     worker.stop(stop.set)
     assert not worker.alive and worker.restart_if_dead() is None          # stopped on purpose: not restarted
     assert len(runs) == 2
+
+
+def test_start_waits_for_a_thread_that_outlived_stop():
+    """Deactivate's join times out on a slow frame; the next activate must not run two threads on one mailbox."""
+    box, lock, release = Mailbox(), threading.Lock(), threading.Event()
+    running, peak, runs = [0], [0], []
+
+    def target():
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        runs.append(1)
+        if len(runs) == 1:
+            release.wait(5)               # a frame slower than stop's timeout
+        while not box.closed:
+            box.get(timeout=0.02)
+        with lock:
+            running[0] -= 1
+    worker = SupervisedWorker(target, 'test_worker')
+    worker.start(prepare=box.reopen)
+    worker.stop(box.close, timeout_s=0.05)
+    assert worker.alive                   # still in its slow frame
+    threading.Timer(0.3, release.set).start()
+    worker.start(prepare=box.reopen)
+    deadline = time.monotonic() + 5
+    while len(runs) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(runs) == 2 and peak[0] == 1
+    worker.stop(box.close)
+    assert not worker.alive
