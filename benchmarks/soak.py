@@ -116,7 +116,8 @@ class Soak:
         totals['frames_received_ir'], totals['frames_received_visible'] = stats.frames_received
         totals.update({f'sent_{k}': v for k, v in self.sent.items()})
         latency = [lat for t, lat in list(self.rig.received) if t0 <= t < t1]
-        return {'t_end_s': round(t1 - started, 1), **proc_status(), 'latency_ms': percentiles(latency),
+        return {'t_end_s': round(t1 - started, 1), 'seconds': round(t1 - t0, 2), **proc_status(),
+                'latency_ms': percentiles(latency),
                 'fused_received': len(latency), 'totals': totals,
                 'in_window': {k: v - previous.get(k, 0) for k, v in totals.items()}}
 
@@ -141,8 +142,8 @@ def plot(records: list[dict], path: Path, title: str) -> None:
     for key, label in (('sent_pairs', 'pairs sent'), ('pairs', 'pairs formed'), ('published_count', 'published'),
                        ('dropped', 'dropped (mailbox)'), ('skipped_pairs', 'skipped'),
                        ('inference_failures', 'failed')):
-        axes[3].plot(minutes, [r['in_window'][key] for r in records], marker='.', label=label)
-    axes[3].set_ylabel('per window')
+        axes[3].plot(minutes, [r['in_window'][key] / r['seconds'] for r in records], marker='.', label=label)
+    axes[3].set_ylabel('per second')
     axes[3].set_xlabel('minutes')
     axes[3].legend(loc='best', fontsize='small', ncol=3)
     for ax in axes:
