@@ -32,7 +32,7 @@ PAIR = REPO / 'tests' / 'data' / 'pairs'
 
 
 def memory_mb() -> dict[str, float]:
-    """VmRSS and VmHWM of this process, MiB."""
+    """Return VmRSS and VmHWM of this process, MiB."""
     fields = dict(line.split(':', 1) for line in Path('/proc/self/status').read_text().splitlines() if ':' in line)
     return {k: round(int(fields[k].split()[0]) / 1024, 1) for k in ('VmRSS', 'VmHWM')}
 

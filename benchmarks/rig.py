@@ -40,7 +40,7 @@ def percentiles(values) -> dict:
 
 
 def machine() -> dict:
-    """The machine a result was measured on, with the load it carried (CPU is shared on the dev machine)."""
+    """Describe the machine a result was measured on, with the load it carried (the dev machine's CPU is shared)."""
     return {'cpu': platform.processor() or platform.machine(), 'cores': os.cpu_count(),
             'load_average_1min': round(os.getloadavg()[0], 2)}
 

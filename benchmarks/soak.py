@@ -75,7 +75,7 @@ class Soak:
         self.sent['pairs'] += 1
 
     def fault(self) -> None:
-        """The next fault in turn."""
+        """Inject the next fault in turn."""
         kinds = ('future_stamp', 'bad_encoding', 'truncated', 'duplicate_pair', 'huge_pair')
         kind = kinds[self._fault_index % len(kinds)]
         self._fault_index += 1
@@ -110,7 +110,7 @@ class Soak:
         return time.monotonic() - started
 
     def record(self, t0: float, t1: float, started: float, previous: dict) -> dict:
-        """The record of the window [t0, t1) (monotonic); counters as totals and as this window's increase."""
+        """Record the window [t0, t1) (monotonic): counters as totals and as this window's increase."""
         stats = self.rig.node.stats
         totals = {name: getattr(stats, name) for name in COUNTERS}
         totals['frames_received_ir'], totals['frames_received_visible'] = stats.frames_received

@@ -4,16 +4,13 @@ The node's health as one pure function of what happened when (ROS-free, unit-tes
 Health is judged by output, not only by pairing: a node whose pairs all fail, or whose inference
 thread died, must not report OK. Levels follow diagnostic_msgs/DiagnosticStatus:
 
-ERROR
-  * the inference worker died (it is restarted; the status says why and how often);
-  * frames failed in inference or publishing since the previous report;
-  * pairs keep forming but no fused frame was published for `no_output_error_after` seconds
-    (every pair skipped, e.g. an IR gain that maps nothing, or an inference that hangs).
-WARN
-  * an input stream stopped: per stream, with its age (or never arrived since activation);
-  * no IR/visible pair formed for `no_pair_warn_after` seconds, with the last skew seen.
-OK
-  * none of the above.
+* error: the inference worker died (it is restarted; the status says why and how often);
+  frames failed in inference or publishing since the previous report; pairs keep forming but
+  no fused frame was published for `no_output_error_after` seconds (every pair skipped, e.g. an
+  IR gain that maps nothing, or an inference that hangs);
+* warning: an input stream stopped (per stream, with its age, or never arrived since
+  activation); no IR/visible pair formed for `no_pair_warn_after` seconds (with the last skew);
+* ok: none of the above.
 """
 
 from dataclasses import dataclass

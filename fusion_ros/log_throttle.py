@@ -16,7 +16,7 @@ _VARIABLE = re.compile(r"'[^']*'|\"[^\"]*\"|-?\d+(?:\.\d+)?(?:e[-+]?\d+)?")
 
 
 def reason_key(message: str) -> str:
-    """The kind of a message: its text with numbers and quoted values blanked, so 'late by 3 ms' == 'late by 9 ms'."""
+    """Return the kind of a message: its text with numbers and quoted values blanked ('late by 3 ms' ~ '9 ms')."""
     return _VARIABLE.sub('#', message)[:120]
 
 

@@ -291,7 +291,7 @@ class FusionNode(LifecycleNode):
             self._log(self.get_logger().error, f'callback failed: {reason}')
 
     def _skip(self, reason: str, paired: bool = False) -> None:
-        """A frame or pair the input made unusable: count it, keep the reason for health, log it (throttled)."""
+        """Skip a frame or pair the input made unusable: count it, keep the reason for health, log it (throttled)."""
         self.stats.skipped(reason, paired)
         self._log(self.get_logger().warning, f'frame skipped: {reason}')
 
@@ -312,7 +312,7 @@ class FusionNode(LifecycleNode):
             self._process(*pair)
 
     def _on_worker_death(self, err: BaseException) -> None:
-        """Runs in the dying thread: say why, with the traceback; the next diagnostics tick restarts it."""
+        """Say why the worker died, with the traceback (runs in the dying thread; the next tick restarts it)."""
         trace = ''.join(traceback.format_exception(type(err), err, err.__traceback__))
         self.get_logger().error(f'inference worker died: {type(err).__name__}: {clip(str(err))}\n{clip(trace, 4000)}')
 

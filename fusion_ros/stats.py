@@ -129,7 +129,7 @@ class NodeStats:
             setattr(self, counter, getattr(self, counter) + 1)
 
     def busy(self, started: Optional[float]) -> None:
-        """The worker started a frame at `started` (monotonic), or is idle again (None)."""
+        """Note that the worker started a frame at `started` (monotonic), or is idle again (None)."""
         self.busy_since = started
 
     def published(self, stamp_ns: int, now_ns: int, overhead_ms: float) -> None:
@@ -143,7 +143,7 @@ class NodeStats:
             self.overhead_ms.append(overhead_ms)
 
     def snapshot(self, last_skew_ns: Optional[int]) -> HealthSnapshot:
-        """The health model's inputs now; failures and a worker death are reported once."""
+        """Return the health model's inputs now; failures and a worker death are reported once."""
         with self._lock:
             snap = HealthSnapshot(
                 now=time.monotonic(), active_since=self.active_since, last_frame=tuple(self.last_frame),
