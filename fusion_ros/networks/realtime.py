@@ -2,8 +2,9 @@
 A real-time fusion student (issue 13): a small pyramid predicts a local affine blend of the two sources.
 
 Why this shape: on a CPU, full-resolution convolutions are memory-bound and slow in ONNX Runtime
-(a 3x3 conv of 8 channels at 640x480 costs more than a 32-channel one at 160x120, measured in
-notes/readme_realtime.md), so every learned layer runs at 1/2 resolution or below. The network
+(timed before training: a 3x3 conv of 8 channels at 640x480 took longer than a 32-channel one at
+160x120, and a full-resolution bilinear resize of 8 channels as long as a conv), so every learned
+layer runs at 1/2 resolution or below. The network
 predicts three maps (a, b, c) at 1/2 resolution; they are upsampled bilinearly and the output is
 
     fused = clamp(a * visible_y + b * ir + c, 0, 1)
