@@ -7,6 +7,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+import yaml
 
 from fusion_ros.model_card import load_card
 from fusion_ros.networks.graphs import FloatGraph, FusionCore
@@ -14,9 +15,9 @@ from fusion_ros.networks.refusion import FP32_OPS, ReFusion
 from fusion_ros.networks.registry import build_model
 from fusion_ros.tensorrt.onnx_support import graph_ops, SUPPORTED_OPS
 from training.checkpoint import load_checkpoint
-from training.config import config_from_dict
+from training.config import config_from_dict, config_to_dict
 from training.export import export, export_graph, float_specs
-from training.refusion import MetaTrainer
+from training.refusion import main, MetaTrainer
 from training.refusion_meta import fusion_loss, gradients, LossProposal, meta_step, MetaNets, Reconstruction, \
     reconstruction_loss, weight_spread
 from tests.msrs_fixtures import msrs_source
@@ -118,9 +119,9 @@ def test_meta_step_reaches_the_proposal_through_the_inner_step_only():
 def test_resume_reproduces_the_uninterrupted_run_and_maps_are_not_constant(tmp_path):
     MetaTrainer(tiny(tmp_path, 'straight')).run()
     MetaTrainer(tiny(tmp_path, 'split', max_steps=4)).run()
-    resumed = MetaTrainer(tiny(tmp_path, 'split'))
-    resumed.restore(load_checkpoint(tmp_path / 'split' / 'last.pt'))
-    resumed.run()
+    config_file = tmp_path / 'split.yaml'                              # the rest through the CLI's --resume
+    config_file.write_text(yaml.safe_dump(config_to_dict(tiny(tmp_path, 'split'))))
+    main(['--config', str(config_file), '--resume'])
     a, b = (load_checkpoint(tmp_path / name / 'last.pt') for name in ('straight', 'split'))
     assert a['step'] == b['step'] == 6 and a['command'].startswith('python -m training.refusion')
     for part in ('model', 'proposal', 'reconstruction'):

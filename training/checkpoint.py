@@ -2,9 +2,11 @@
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Optional
 
 import torch
+
+from training.config import parse_command_line
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
@@ -21,3 +23,20 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     if not Path(path).is_file():
         raise FileNotFoundError(f'checkpoint not found: {path}')
     return torch.load(path, map_location='cpu', weights_only=False)
+
+
+def run_resumable(make_trainer: Callable[..., Any], description: str, argv: Optional[list[str]] = None) -> None:
+    """
+    Shared entry point of trainers that keep their whole state in one object (state/restore/run).
+
+    Parses --config/--resume/overrides, sets the thread count, restores out_dir/last.pt when
+    --resume is given and the file exists, and runs.
+    """
+    config, args = parse_command_line(description, argv)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    trainer = make_trainer(config, args.config)
+    last = Path(config.out_dir) / 'last.pt'
+    if args.resume and last.exists():
+        trainer.restore(load_checkpoint(last))
+    trainer.run()

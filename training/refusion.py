@@ -22,8 +22,8 @@ import torch
 from tqdm import tqdm
 
 from fusion_ros.networks.registry import build_model
-from training.checkpoint import load_checkpoint, save_checkpoint
-from training.config import config_to_dict, parse_command_line, TrainConfig
+from training.checkpoint import run_resumable, save_checkpoint
+from training.config import config_to_dict, TrainConfig
 from training.data import CropSampler, load_sources, split_holdout
 from training.objectives import Objective
 from training.refusion_meta import fusion_step, LossProposal, meta_step, MetaNets, Reconstruction, \
@@ -129,14 +129,7 @@ class MetaTrainer:
 
 def main(argv: Optional[list[str]] = None) -> None:
     """Command-line entry point."""
-    config, args = parse_command_line(__doc__, argv)
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    trainer = MetaTrainer(config, args.config)
-    last = Path(config.out_dir) / 'last.pt'
-    if args.resume and last.exists():
-        trainer.restore(load_checkpoint(last))
-    trainer.run()
+    run_resumable(MetaTrainer, __doc__, argv)
 
 
 if __name__ == '__main__':

@@ -30,8 +30,8 @@ from fusion_ros.mask_io import BOX_CLASSES
 from fusion_ros.networks.registry import build_model
 from fusion_ros.networks.segmenter import Segmenter
 from fusion_ros.segmentation_metrics import confusion, iou_per_class, mean_iou
-from training.checkpoint import load_checkpoint, save_checkpoint
-from training.config import config_to_dict, parse_command_line, TrainConfig
+from training.checkpoint import load_checkpoint, run_resumable, save_checkpoint
+from training.config import config_to_dict, TrainConfig
 from training.data import CropSampler, IGNORE, Pair, load_sources, split_holdout
 from training.losses import content_loss, semantic_loss
 from training.objectives import objective_for
@@ -209,14 +209,7 @@ class JointTrainer:
 
 def main(argv: Optional[list[str]] = None) -> None:
     """Command-line entry point."""
-    config, args = parse_command_line(__doc__, argv)
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    trainer = JointTrainer(config, args.config)
-    last = Path(config.out_dir) / 'last.pt'
-    if args.resume and last.exists():
-        trainer.restore(load_checkpoint(last))
-    trainer.run()
+    run_resumable(JointTrainer, __doc__, argv)
 
 
 if __name__ == '__main__':
