@@ -1,5 +1,5 @@
 """
-Target contrast: does a person or a vehicle stay as distinct from its surroundings as in the better source?
+Target contrast: whether a person or a vehicle stays as distinct from its surroundings as in the better source.
 
 The standard fusion metrics reward copying the brighter source (pixel max beats learned methods
 on MI, VIF, Qabf and SSIM) and say nothing about the objects people fuse thermal for. For each
