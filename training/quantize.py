@@ -36,7 +36,7 @@ import statistics
 import sys
 import tempfile
 import time
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 import cv2
 import numpy as np
@@ -193,13 +193,16 @@ def speed(model: Path, frame: Frame, threads: int, runs: int) -> float:
     feeds = {'ir': cv2.resize(ir, size, interpolation=cv2.INTER_AREA),
              'visible_bgr': cv2.resize(vis, size, interpolation=cv2.INTER_AREA)}
     pipeline.backend.run(feeds)
-    times = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        pipeline.backend.run(feeds)
-        times.append((time.perf_counter() - started) * 1000)
+    median = statistics.median(elapsed_ms(lambda: pipeline.backend.run(feeds)) for _ in range(runs))
     pipeline.close()
-    return round(statistics.median(times), 1)
+    return round(median, 1)
+
+
+def elapsed_ms(fn: Callable[[], object]) -> float:
+    """Wall milliseconds of one call."""
+    started = time.perf_counter()
+    fn()
+    return (time.perf_counter() - started) * 1000
 
 
 def speeds(fp32: Path, int8: Path, frame: Frame, runs: int) -> dict:
