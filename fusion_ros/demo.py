@@ -16,7 +16,7 @@ def add_parser(subparsers) -> None:
     parser = subparsers.add_parser('demo', help='fuse and evaluate the bundled sample pairs', description=__doc__)
     parser.add_argument('--pairs', type=Path, default=SAMPLES, help='folder with ir/ and vi/ (default: bundled)')
     parser.add_argument('--out', type=Path, default=Path('demo_out'), help='output folder (default: demo_out)')
-    parser.add_argument('--model', type=Path, help='ONNX model with card (default: shipped SeAFusion)')
+    parser.add_argument('--model', type=Path, help='ONNX model with card (default: the shipped target-aware SeAFusion)')
     parser.add_argument('--backend', default='onnxruntime')
     parser.set_defaults(func=run)
 

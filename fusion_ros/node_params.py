@@ -63,7 +63,8 @@ def _homography_reason(values: Any) -> Optional[str]:
 
 PARAMS = (
     Param('autostart', True, 'configure and activate on start-up (plain `ros2 run` use)', read_only=True),
-    Param('model_path', '', 'ONNX model with its JSON card; empty = the shipped SeAFusion', read_only=True),
+    Param('model_path', '', 'ONNX model with its JSON card; empty = the shipped default (target-aware SeAFusion)',
+          read_only=True),
     Param('backend', 'onnxruntime', 'inference backend: onnxruntime (any machine) | tensorrt (NVIDIA GPU, engine '
           'built or loaded in configure) | torch (CUDA fp16 + CUDA graphs, or CPU)', read_only=True, choices=BACKENDS),
     Param('threads', 0, 'backend CPU threads (0 = runtime default)', read_only=True, low=0, high=256),

@@ -1,4 +1,4 @@
-"""The shipped SeAFusion model: card pinned and complete, fuses both sources, demo runs end to end."""
+"""The shipped SeAFusion models: cards pinned and complete, the default fuses both sources, demo runs end to end."""
 
 import json
 from pathlib import Path
@@ -13,7 +13,7 @@ from fusion_ros.model_card import load_card, sha256_of
 from fusion_ros.pipeline import FusionPipeline, installed_model_path
 
 REPO = Path(__file__).resolve().parent.parent
-MODEL = REPO / 'models' / 'seafusion.onnx'
+MODEL = REPO / 'models' / 'seafusion_target.onnx'
 PAIRS = REPO / 'tests' / 'data' / 'pairs'
 
 
@@ -21,7 +21,8 @@ def test_default_model_is_the_shipped_one():
     assert installed_model_path() == MODEL
 
 
-@pytest.mark.parametrize('name, graph', [('seafusion.onnx', 'uint8'), ('seafusion_float.onnx', 'float')])
+@pytest.mark.parametrize('name, graph', [(f'{stem}{suffix}.onnx', graph) for stem in ('seafusion', 'seafusion_target')
+                                         for suffix, graph in (('', 'uint8'), ('_float', 'float'))])
 def test_cards_are_complete(name, graph):
     card = load_card(REPO / 'models' / name)       # also verifies the sha256
     assert (card.method, card.graph) == ('seafusion', graph)
@@ -32,6 +33,20 @@ def test_cards_are_complete(name, graph):
         assert set(metrics.METRIC_NAMES) <= set(prov['metrics'][method]), method
         assert prov['metrics'][method]['EN']['n'] == len(prov['data']['holdout']['names'])
     assert prov['parity']['float_max_abs_diff'] <= 1e-5 and prov['parity']['uint8_max_abs_diff'] <= 1
+
+
+def test_default_keeps_more_target_contrast_at_the_same_metrics():
+    """The rule the default was chosen by (issue 12), checked on the comparison its card carries."""
+    card = load_card(MODEL)
+    assert card.provenance['training']['config']['objective'] == 'seafusion_target'
+    comparison = card.provenance['comparison']
+    contrast = comparison['target_contrast']['summary']
+    person = {m: contrast[m]['per_class']['person']['mean'] for m in ('seafusion', 'seafusion_target')}
+    assert person['seafusion_target'] > person['seafusion'] + 0.05
+    means = comparison['metrics_mean']
+    eight = ('EN', 'SD', 'SF', 'AG', 'MI', 'SCD', 'VIF', 'Qabf')
+    ratio = np.mean([means['seafusion_target'][m] / means['seafusion'][m] for m in eight])
+    assert ratio >= 0.98
 
 
 def test_holdout_samples_were_never_trained_on():
@@ -79,6 +94,6 @@ def test_mask_models_are_shipped_with_their_mask_and_comparison(name, kind):
 def test_segmenter_and_torch_weights_are_shipped_and_pinned():
     segmenter = load_card(REPO / 'models' / 'seafusion_seg_segmenter.onnx')
     assert segmenter.graph == 'segment' and segmenter.mask['classes'] == ['background', 'person', 'bicycle', 'car']
-    for name in ('seafusion.onnx', 'seafusion_seg.onnx', 'sgfusion.onnx'):
+    for name in ('seafusion.onnx', 'seafusion_target.onnx', 'seafusion_seg.onnx', 'sgfusion.onnx'):
         pinned = load_card(REPO / 'models' / name).provenance['torch_weights']
         assert sha256_of(REPO / 'models' / pinned['file']) == pinned['sha256']
