@@ -16,23 +16,23 @@ from fusion_ros.networks.realtime import conv_macs, RealtimeFusion
 from fusion_ros.networks.registry import build_model
 from training.checkpoint import save_checkpoint
 from training.config import config_from_dict, config_to_dict, TrainConfig
-from training.data import CropSampler, load_sources
-from training.distill import distill_loss, DistillTrainer, fill_teacher_folders
+from training.data import CropSampler, load_sources, split_holdout
+from training.distill import distill_loss, DistillTrainer, fill_teacher_folders, teacher_distance
 from training.export import export, float_specs, FLOAT_TOL, load_samples
 from training.train import train
 from tests.model_fixtures import PAIRS
 
 
-def max_teacher_graph(folder: Path) -> Path:
-    """A float graph with a card computing max(visible_y, ir): a teacher whose every output value is known."""
+def max_teacher_graph(folder: Path, op: str = 'Max') -> Path:
+    """A float graph with a card computing max (or min) of visible_y and ir: a teacher whose every output is known."""
     from onnx import helper, save, TensorProto
     planes = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, 1, 'H', 'W']) for n in ('visible_y', 'ir')]
     out = [helper.make_tensor_value_info('fused_y', TensorProto.FLOAT, [1, 1, 'H', 'W'])]
-    graph = helper.make_graph([helper.make_node('Max', ['visible_y', 'ir'], ['fused_y'])], 'max', planes, out)
-    path = folder / 'max_float.onnx'
+    graph = helper.make_graph([helper.make_node(op, ['visible_y', 'ir'], ['fused_y'])], op, planes, out)
+    path = folder / f'{op.lower()}_float.onnx'
     save(helper.make_model(graph, opset_imports=[helper.make_opsetid('', 17)], ir_version=9), str(path))
     inputs, outputs = float_specs()
-    save_card(ModelCard(method='max', version='test', graph='float', onnx=path.name, sha256=sha256_of(path),
+    save_card(ModelCard(method=op.lower(), version='test', graph='float', onnx=path.name, sha256=sha256_of(path),
                         opset=17, inputs=inputs, outputs=outputs), path.with_suffix('.json'))
     return path
 
@@ -80,6 +80,16 @@ def test_teacher_images_are_written_once_and_cropped_with_the_sources(tmp_path):
     vis, ir, _ = CropSampler(pairs, 32, seed=0).batch(6)
     assert vis.shape == (6, 2, 32, 32)
     np.testing.assert_allclose(vis[:, 1], np.maximum(vis[:, 0], ir[:, 0]), atol=1 / 65535)   # same window, flips
+
+
+def test_distance_to_the_teacher_on_held_out_pairs(tmp_path):
+    config = distill_config(tmp_path, str(max_teacher_graph(tmp_path)), val_count=2)
+    fill_teacher_folders(config, threads=1, log=lambda _: None)
+    same = teacher_distance(config, max_teacher_graph(tmp_path))
+    assert same['pairs'] == 2 and same['model'] < 0.01 and same['pixel_max'] < 0.01    # the teacher is the max
+    _, held_out = split_holdout(load_sources(config.sources), 'samples', 2, 0)
+    expected = np.mean([np.abs(p.vis_y - p.ir).mean() for p in held_out]) * 255    # |min - max| = |Y - IR|
+    assert teacher_distance(config, max_teacher_graph(tmp_path, 'Min'))['model'] == pytest.approx(expected, abs=0.01)
 
 
 def test_missing_teacher_is_a_named_error(tmp_path):

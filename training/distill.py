@@ -2,12 +2,16 @@
 Distillation of a fusion network into the real-time student (issue 13): teacher images and the objective.
 
     python -m training.distill --config training/configs/realtime.yaml [--threads 2]
+    python -m training.distill --config training/configs/realtime.yaml --compare models/realtime_float.onnx
 
 Running the teacher on every crop of every step would cost more than training the student, so
 its fused Y is computed once per whole image (the runtime's view: no crop borders) and stored as
 a 16-bit PNG in the folder each source names as ``teacher``; training.data crops it with the
 sources. The command above fills the folders ahead of time; the ``realtime_distill`` objective
 fills whatever is missing before training starts, so the training command alone also works.
+
+``--compare`` measures how close a float graph comes to the teacher on the held-out pairs (mean
+absolute difference of fused Y in grey levels, beside the pixel max of the sources).
 
 Objective: the content loss of methods.md on the student plus ``distill_weight`` * mean
 |student - teacher|. Validation inside training.train sees no teacher images (it fuses whole
@@ -25,7 +29,7 @@ from torch import nn
 from fusion_ros.imageio import pair_folders, write_image_atomic
 from fusion_ros.pipeline import FusionPipeline
 from training.config import DataSource, parse_command_line, TrainConfig
-from training.data import load_pair
+from training.data import load_pair, load_sources, split_holdout
 from training.losses import content_loss
 
 Loss = tuple[torch.Tensor, dict[str, float]]
@@ -83,6 +87,20 @@ def fill_teacher_folders(config: TrainConfig, threads: int = 0, log: Callable[[s
     return len(todo)
 
 
+def teacher_distance(config: TrainConfig, model: Path, threads: int = 0) -> dict[str, float]:
+    """Mean |Y - teacher Y| in grey levels over the held-out pairs, for `model` (a float graph) and the pixel max."""
+    sources = [s for s in config.sources if s.name == config.val_source]
+    _, held_out = split_holdout(load_sources(sources), config.val_source, config.val_count, config.seed)
+    pipeline = FusionPipeline.from_model(model, threads=threads)
+    if pipeline.card.graph != 'float':
+        raise ValueError(f'{model} is a {pipeline.card.graph!r} graph; compare its float twin')
+    ours = [np.abs(teacher_y(pipeline, p.vis_y, p.ir) - p.teacher).mean() for p in held_out]
+    pixel_max = [np.abs(np.maximum(p.vis_y, p.ir) - p.teacher).mean() for p in held_out]
+    pipeline.close()
+    return {'pairs': len(held_out), 'model': round(float(np.mean(ours)) * 255, 3),
+            'pixel_max': round(float(np.mean(pixel_max)) * 255, 3)}
+
+
 class DistillTrainer(nn.Module):
     """Runs the student on channel 0 of the visible batch and passes channel 1 (the teacher's Y) through."""
 
@@ -113,13 +131,18 @@ def objective_parts(config: TrainConfig) -> tuple[Callable[[nn.Module], nn.Modul
 
 
 def main(argv: Optional[list[str]] = None) -> None:
-    """Command-line entry point: fill the teacher folders a config names."""
+    """Command-line entry point: fill the teacher folders a config names (and compare a model with the teacher)."""
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument('--threads', type=int, default=2)
+    parser.add_argument('--compare', type=Path, help='float graph to compare with the teacher on the held-out pairs')
     args, rest = parser.parse_known_args(argv)
     config, _ = parse_command_line(__doc__, rest)
     written = fill_teacher_folders(config, threads=args.threads)
     print(f'{written} teacher images written')
+    if args.compare:
+        distance = teacher_distance(config, args.compare, args.threads)
+        print(f'{distance["pairs"]} held-out pairs, mean |Y - teacher Y| in grey levels: {args.compare.name} '
+              f'{distance["model"]}, pixel max {distance["pixel_max"]}')
 
 
 if __name__ == '__main__':
