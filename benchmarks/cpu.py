@@ -138,7 +138,7 @@ def sweep(models: list[Path], sizes: list[str], threads: list[int], args: argpar
 
 
 def plot(results: dict, path: Path) -> None:
-    """ms per frame against pixels, log-log: model-only solid, node latency p50 dashed, one colour per model."""
+    """Plot ms per frame against pixels, log-log: model-only solid, node latency p50 dashed, one colour per model."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -171,7 +171,7 @@ def plot(results: dict, path: Path) -> None:
 
 
 def compare_paths(model: Path, threads: int, repeats: int, fuse_pairs: int) -> dict:
-    """The 640x480 comparison of README's first table: eager PyTorch, float graph, uint8 graph, fuse process."""
+    """Time the 640x480 paths of README's first table: eager PyTorch, float graph, uint8 graph, fuse process."""
     ir, vis = sample((480, 640))
     float_model = model.with_name(model.stem + '_float.onnx')
     e2e = FusionPipeline.from_model(model, threads=threads)
@@ -184,7 +184,7 @@ def compare_paths(model: Path, threads: int, repeats: int, fuse_pairs: int) -> d
 
 
 def bench_eager(model: Path, ir: np.ndarray, vis: np.ndarray, threads: int, repeats: int) -> dict:
-    """The released code's way: the PyTorch module in eager fp32 (the card's weights), colour in numpy."""
+    """Time the released code's way: the PyTorch module in eager fp32 (the card's weights), colour in numpy."""
     try:
         import torch
         from fusion_ros.networks.graphs import core_from_weights

@@ -34,7 +34,7 @@ def visible_luma(vis: np.ndarray) -> np.ndarray:
 
 
 def read_teacher(folder: Path, name: str, shape: tuple[int, int]) -> np.ndarray:
-    """A teacher's fused Y for pair `name` (16-bit PNG) in [0, 1]; a missing or mis-sized file is a named error."""
+    """Read a teacher's fused Y of pair `name` (16-bit PNG) into [0, 1]; a missing or mis-sized file is an error."""
     path = Path(folder) / f'{name}.png'
     if not path.is_file():
         raise FileNotFoundError(f'no teacher image {path} (training.distill fills the folder from the teacher graph)')

@@ -36,7 +36,7 @@ Loss = tuple[torch.Tensor, dict[str, float]]
 
 
 def teacher_y(pipeline: FusionPipeline, vis_y: np.ndarray, ir: np.ndarray) -> np.ndarray:
-    """The teacher's fused Y (H, W) in [0, 1] for float planes (H, W) in [0, 1]."""
+    """Run the teacher: fused Y (H, W) in [0, 1] of float planes (H, W) in [0, 1]."""
     out = pipeline.backend.run({'visible_y': vis_y[None, None].astype(np.float32),
                                 'ir': ir[None, None].astype(np.float32)})
     return out['fused_y'][0, 0]
@@ -125,7 +125,7 @@ def distill_loss(outputs: tuple[torch.Tensor, Optional[torch.Tensor]], vis: torc
 
 
 def objective_parts(config: TrainConfig) -> tuple[Callable[[nn.Module], nn.Module], Callable[..., Loss]]:
-    """The train module and loss of training.objectives' ``realtime_distill``, after filling the teacher folders."""
+    """Fill the teacher folders; return the train module and loss of training.objectives' ``realtime_distill``."""
     fill_teacher_folders(config, threads=config.threads)
     return DistillTrainer, distill_loss
 

@@ -60,7 +60,7 @@ Frame = tuple[str, np.ndarray, np.ndarray]   # name, IR uint8 registered to the 
 
 
 def read_frame(ir_path: Path, vis_path: Path) -> Frame:
-    """A pair as the runtime feeds it to a uint8 graph (IR resized into the visible frame)."""
+    """Read a pair as the runtime feeds it to a uint8 graph (IR resized into the visible frame)."""
     vis = visible_to_bgr(read_visible(vis_path))
     return ir_path.stem, register_ir(read_ir(ir_path), vis.shape[:2], make_registration('resize')), vis
 
@@ -206,7 +206,7 @@ def elapsed_ms(fn: Callable[[], object]) -> float:
 
 
 def speeds(fp32: Path, int8: Path, frame: Frame, runs: int) -> dict:
-    """ms per frame of both graphs at 1 and 2 threads, interleaved so load changes hit both alike."""
+    """Time both graphs (ms per frame) at 1 and 2 threads, interleaved so load changes hit both alike."""
     result: dict = {'size': f'{SPEED_SIZE[1]}x{SPEED_SIZE[0]}', 'runs': runs,
                     'load_average_before': round(os.getloadavg()[0], 2), 'cores': os.cpu_count()}
     for threads in (1, 2):
@@ -217,7 +217,7 @@ def speeds(fp32: Path, int8: Path, frame: Frame, runs: int) -> dict:
 
 
 def int8_card(card: ModelCard, out: Path, report: dict) -> ModelCard:
-    """The fp32 card, re-pinned to the int8 graph: training provenance kept, fp32-only entries dropped."""
+    """Re-pin the fp32 card to the int8 graph: training provenance kept, fp32-only entries dropped."""
     provenance = {k: v for k, v in card.provenance.items()
                   if k not in ('torch_weights', 'parity', 'metrics', 'comparison')}
     opset = max(o.version for o in onnx.load(str(out)).opset_import if o.domain in ('', 'ai.onnx'))

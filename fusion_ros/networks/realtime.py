@@ -48,7 +48,7 @@ class RealtimeFusion(nn.Module):
             self.head.bias.copy_(torch.tensor([0.0, 0.0, 1.0, 0.0]))
 
     def coefficients(self, vis_y: torch.Tensor, ir: torch.Tensor) -> torch.Tensor:
-        """The (a, b, m, c) maps at 1/4 resolution, (N, 4, ~H/4, ~W/4)."""
+        """Predict the (a, b, m, c) maps at 1/4 resolution, (N, 4, ~H/4, ~W/4)."""
         f1 = self.act(self.stem(torch.cat([vis_y, ir], dim=1)))
         f2 = self.act(self.body(self.act(self.down(f1))))
         # nearest upsampling: the next 3x3 conv smooths it, and it is ~10x cheaper than bilinear here
