@@ -37,7 +37,7 @@ from tqdm import tqdm
 from fusion_ros import target_contrast
 from fusion_ros.imageio import pair_folders, read_image, scan_images, shadowed_reason, write_bytes_atomic
 from fusion_ros.mask_io import MASK_FORMATS
-from fusion_ros.metrics import compute_all, METRIC_NAMES
+from fusion_ros.metrics import compute_all, METRIC_NAMES, pixel_baselines
 from fusion_ros.plots import plot_cdfs
 from fusion_ros.task_eval import SegmenterRunner, segmentation_markdown, segmentation_scores, \
     write_segmentation_report
@@ -103,8 +103,7 @@ def _evaluate_pair(job: _PairJob) -> _PairResult:
         except Exception as err:
             result.warnings.append(f'[{method}] skipped {path}: {type(err).__name__}: {err}')
     if job.baselines:
-        mean = np.rint((ir_u8.astype(np.float64) + vis_u8) / 2).astype(np.uint8)
-        for method, image in (('max', np.maximum(ir_u8, vis_u8)), ('mean', mean)):
+        for method, image in pixel_baselines(ir_u8, vis_u8).items():
             result.rows[method] = (job.vis.name, _scores(image.astype(np.float32), ir, vis))
     return result
 

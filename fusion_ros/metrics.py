@@ -37,6 +37,11 @@ def as_gray(image: np.ndarray) -> np.ndarray:
     return image.astype(np.float32)
 
 
+def pixel_baselines(ir: np.ndarray, vis: np.ndarray) -> dict[str, np.ndarray]:
+    """Pixel-wise max and rounded mean of two gray images (same dtype out): the fusions every method should beat."""
+    return {'max': np.maximum(ir, vis), 'mean': np.rint((ir.astype(np.float64) + vis) / 2).astype(ir.dtype)}
+
+
 def _histogram(values: np.ndarray, bins: int) -> np.ndarray:
     return np.bincount(values.ravel(), minlength=bins).astype(np.float64)
 

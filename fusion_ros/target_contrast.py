@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from fusion_ros.imageio import list_images, pair_folders, write_bytes_atomic
 from fusion_ros.mask_io import BOX_CLASSES, box_to_pixels, parse_yolo_boxes
-from fusion_ros.metrics import read_gray
+from fusion_ros.metrics import pixel_baselines, read_gray
 from fusion_ros.plots import plot_cdfs
 
 MIN_BOX_PIXELS = 36
@@ -102,11 +102,6 @@ def summarise(rows: list[dict], names: list[str]) -> dict[str, dict]:
             for name in names}
 
 
-def _baselines(ir: np.ndarray, vis: np.ndarray) -> dict[str, np.ndarray]:
-    """Pixel max and mean of the gray sources, as fusion_ros.evaluate builds its baselines."""
-    return {'max': np.maximum(ir, vis), 'mean': np.rint((ir.astype(np.float64) + vis) / 2).astype(np.float32)}
-
-
 def target_contrast_rows(methods: dict[str, Path], ir_dir: Path, vis_dir: Path, boxes_dir: Path,
                          baselines: bool = False, stems: Optional[list[str]] = None,
                          progress: bool = True) -> list[dict]:
@@ -131,7 +126,7 @@ def target_contrast_rows(methods: dict[str, Path], ir_dir: Path, vis_dir: Path, 
             ir = cv2.resize(ir, (vis.shape[1], vis.shape[0]), interpolation=cv2.INTER_LINEAR)
         planes = {'infrared': ir, 'visible': vis, **{n: read_gray(f[vis_path.stem]) for n, f in fused.items()}}
         if baselines:
-            planes.update(_baselines(ir, vis))
+            planes.update(pixel_baselines(ir, vis))
         box_file = Path(boxes_dir) / f'{vis_path.stem}.txt'
         rows += image_rows(vis_path.stem, parse_yolo_boxes(box_file.read_text(), str(box_file)), planes)
     return rows
