@@ -15,9 +15,10 @@ CPU cost of every shipped model against frame size: model-only and the whole nod
 * linearity: per model and thread count, a least-squares line ms = a + b * megapixels through
   the model-only p50s, its R^2, and ms per megapixel at each size (flat if cost is linear in pixels).
 
-Writes JSON (``--out``) and a log-log plot of ms per frame against pixels (``--plot``, default the
-JSON path with .png). ``--paths`` adds the older 640x480 comparison of PyTorch eager, the float graph
-with numpy colour, the uint8 graph and a whole ``fusion-ros fuse`` process.
+Writes JSON (``--out``), its tables as markdown (the JSON path with .md) and a log-log plot of ms per
+frame against pixels (``--plot``, default the JSON path with .png). ``--paths`` adds the older 640x480
+comparison of PyTorch eager, the float graph with numpy colour, the uint8 graph and a whole
+``fusion-ros fuse`` process.
 """
 
 import argparse
@@ -137,6 +138,53 @@ def sweep(models: list[Path], sizes: list[str], threads: list[int], args: argpar
     return {'runs': runs, 'fits': fits}
 
 
+def merge_results(old: dict, new: dict) -> dict:
+    """
+    Keep the old runs and fits of models this sweep did not measure, so one JSON can be built in parts.
+
+    Why: a full sweep of every model takes longer than a quiet window on a shared machine; a model trained
+    later is measured alone and added. Each part keeps its own command and machine under ``parts``.
+    """
+    fresh = {r['file'] for r in new['runs']}
+    merged = {**new, 'runs': [r for r in old.get('runs', []) if r['file'] not in fresh] + new['runs'],
+              'fits': [f for f in old.get('fits', []) if f['file'] not in fresh] + new['fits']}
+    part = {k: new[k] for k in ('command', 'machine', 'wall_s') if k in new}
+    merged['parts'] = [p for p in old.get('parts', [{k: old[k] for k in ('command', 'machine', 'wall_s')
+                                                     if k in old}]) if p] + [part]
+    return merged
+
+
+def markdown(results: dict) -> str:
+    """
+    Tables for the README: model-only ms p50 and node fused frames/s per size, and the linear fit.
+
+    One row per model and thread count, one column per size, so cost against pixels reads across a row.
+    """
+    sizes = list(dict.fromkeys(r['size'] for r in sorted(results['runs'], key=lambda r: r['pixels'])))
+    cells = {(r['file'], r['threads'], r['size']): r for r in results['runs']}
+    keys = sorted({(r['file'], r['threads']) for r in results['runs']})
+    fits = {(f['file'], f['threads']): f for f in results['fits']}
+    head = '| model | threads | ' + ' | '.join(sizes) + ' |\n|---|---:' + '|---:' * len(sizes) + '|'
+
+    def table(title: str, value: Callable[[dict], str]) -> str:
+        rows = []
+        for name, count in keys:
+            found = [cells.get((name, count, s)) for s in sizes]
+            rows.append(f'| {name} | {count} | ' + ' | '.join('-' if r is None else value(r) for r in found) + ' |')
+        return '\n'.join([title, '', head, *rows, ''])
+
+    def node(row: dict) -> str:
+        return '-' if 'node' not in row else f"{row['node']['fused_per_s']:.1f}"
+
+    fit_rows = ['| model | threads | ms at 0 px | ms per megapixel | R^2 |', '|---|---:|---:|---:|---:|']
+    fit_rows += [f"| {name} | {count} | {fits[(name, count)].get('intercept_ms', '-')} | "
+                 f"{fits[(name, count)].get('ms_per_megapixel', '-')} | {fits[(name, count)].get('r2', '-')} |"
+                 for name, count in keys if (name, count) in fits]
+    return '\n'.join([table('Model-only, ms per frame (p50)', lambda r: f"{r['model_only']['ms']['p50']:.1f}"),
+                      table(f"Whole node path, fused frames/s at {results.get('rate_hz', '?')} pairs/s", node),
+                      'Linear fit of model-only ms against megapixels', '', *fit_rows, ''])
+
+
 def plot(results: dict, path: Path) -> None:
     """Plot ms per frame against pixels, log-log: model-only solid, node latency p50 dashed, one colour per model."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -235,6 +283,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser.add_argument('--fuse-pairs', type=int, default=20, help='--paths: pairs of the fuse process')
     parser.add_argument('--out', type=Path, default=REPO / 'benchmarks' / 'results' / 'cpu.json')
     parser.add_argument('--plot', type=Path, help='PNG path (default: --out with .png)')
+    parser.add_argument('--merge', action='store_true',
+                        help='keep the runs of other models already in --out (replace only the models measured now)')
     args = parser.parse_args(argv)
     for size in args.sizes:
         try:
@@ -262,10 +312,14 @@ def main(argv: Optional[list[str]] = None) -> dict:
                                          args.fuse_pairs)
     results['wall_s'] = round(time.time() - started, 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    if args.merge and args.out.is_file():
+        results = merge_results(json.loads(args.out.read_text()), results)
     args.out.write_text(json.dumps(results, indent=2) + '\n')
     plot_path = args.plot or args.out.with_suffix('.png')
     plot(results, plot_path)
-    print(f'wrote {args.out} and {plot_path} in {results["wall_s"]} s')
+    args.out.with_suffix('.md').write_text(markdown(results))
+    print(markdown(results))
+    print(f'wrote {args.out}, its .md and {plot_path} in {results["wall_s"]} s')
     return results
 
 

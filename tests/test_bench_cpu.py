@@ -37,6 +37,10 @@ def test_smoke_sweep_writes_runs_fits_and_plot(identity_model, tmp_path):
     assert fit['file'] == 'identity.onnx' and set(fit['ms_per_megapixel_by_size']) == {'64x48', '128x96'}
     assert {'intercept_ms', 'ms_per_megapixel', 'r2'} <= set(fit)
     assert out.with_suffix('.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+    table = out.with_suffix('.md').read_text()
+    assert '| model | threads | 64x48 | 128x96 |' in table
+    p50 = [f"{r['model_only']['ms']['p50']:.1f}" for r in results['runs']]
+    assert f'| identity.onnx | 1 | {p50[0]} | {p50[1]} |' in table
 
 
 def test_shipped_models_are_the_uint8_fusion_graphs(identity_model, tmp_path):
@@ -62,3 +66,17 @@ def test_bad_size_is_an_argument_error(bad, capsys):
     with pytest.raises(SystemExit):
         cpu.parse_args(['--sizes', bad])
     assert 'size' in capsys.readouterr().err
+
+
+def test_merge_replaces_only_the_models_measured_again():
+    row = {'size': '64x48', 'model_only': {'ms': {'p50': 1.0}}}
+    old = {'command': 'first', 'machine': 'm', 'wall_s': 1.0,
+           'runs': [{**row, 'file': 'a.onnx'}, {**row, 'file': 'b.onnx'}],
+           'fits': [{'file': 'a.onnx'}, {'file': 'b.onnx'}]}
+    new = {'command': 'second', 'machine': 'm', 'wall_s': 2.0, 'runs': [{**row, 'file': 'b.onnx', 'new': True}],
+           'fits': [{'file': 'b.onnx', 'new': True}]}
+    merged = cpu.merge_results(old, new)
+    assert [(r['file'], r.get('new', False)) for r in merged['runs']] == [('a.onnx', False), ('b.onnx', True)]
+    assert [(f['file'], f.get('new', False)) for f in merged['fits']] == [('a.onnx', False), ('b.onnx', True)]
+    assert [p['command'] for p in merged['parts']] == ['first', 'second']
+    assert [p['command'] for p in cpu.merge_results(merged, new)['parts']] == ['first', 'second', 'second']

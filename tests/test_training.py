@@ -16,6 +16,7 @@ from training.data import CropSampler, load_sources, split_holdout
 from training.losses import content_loss
 from fusion_ros.networks.seafusion import SeAFusion
 from training.train import train
+from training.run_log import logged_wall_seconds, run_chain
 
 PAIRS = Path(__file__).parent / 'data' / 'pairs'
 REPO = Path(__file__).resolve().parent.parent
@@ -160,3 +161,17 @@ def test_validate_links_exactly_the_holdout(tmp_path):
     (run / 'val_names.txt').write_text('00091D\nmissing\n')
     with pytest.raises(FileNotFoundError, match='1 held-out pair'):
         link_holdout(run, cfg, tmp_path / 'pairs2')
+
+
+def test_logged_wall_time_adds_up_the_segments_of_resumed_runs(tmp_path):
+    assert logged_wall_seconds([10.0, 20.0, 30.0]) == 30.0
+    assert logged_wall_seconds([10.0, 20.0, 5.0, 15.0]) == 35.0          # resumed after 20 s: 20 + 15
+    first, second = tmp_path / 'stage1', tmp_path / 'stage2'
+    first.mkdir()
+    second.mkdir()
+    (first / 'train_log.csv').write_text('step,loss,seconds\n25,1.0,60.0\n50,0.9,120.0\n')
+    (second / 'train_log.csv').write_text('step,loss,seconds\n10,0.5,30.0\n20,0.4,61.0\n10,0.5,20.0\n30,0.3,50.0\n')
+    chain = run_chain({'init_from': str(first / 'last.pt')}, second)
+    assert [(c['run'], c['last_logged_step'], c['wall_s']) for c in chain] == [(str(first), 50, 120.0),
+                                                                               (str(second), 30, 111.0)]
+    assert run_chain({'init_from': str(tmp_path / 'missing' / 'last.pt')}, tmp_path / 'empty') == []

@@ -3,7 +3,8 @@ Compare every shipped model on the same held-out pairs and write the comparison 
 
     python -m training.compare --models models/seafusion.onnx models/seafusion_seg.onnx models/sgfusion.onnx \
         --runs runs/seafusion runs/seafusion_seg runs/sgfusion --config training/configs/seafusion_seg.yaml \
-        --segmenter models/seafusion_seg_segmenter.onnx --out models/comparison
+        --segmenter models/seafusion_seg_segmenter.onnx --out models/comparison \
+        --timings benchmarks/results/cpu.json
 
 The runs must have held out the same pairs (same source, seed and count: checked). The held-out
 pairs are fused by each model through the runtime pipeline, scored with the metrics of
@@ -11,9 +12,10 @@ metrics.md beside the pixel max and mean baselines, and, with ``--segmenter``, b
 evaluation (mIoU of one segmenter on visible, infrared and each fused image, against the masks of
 the config's held-out source), and, where that source has YOLO boxes, by target contrast (how much of
 each labelled person's or vehicle's contrast survives, fusion_ros.target_contrast). Tables go to
-``--out`` (summary.md, segmentation.md, target_contrast.md and JSON) with ``grid.png`` (2 day and
-2 night scenes: IR, visible and every model side by side), and each model's card (uint8 and float)
-gets a ``comparison`` entry with the same numbers.
+``--out`` (summary.md, segmentation.md, target_contrast.md, with ``--timings`` speed.md, and JSON) with
+``grid.png`` (2 day and 2 night scenes: IR, visible and every model side by side), and each model's card
+(uint8 and float) gets a ``comparison`` entry with the same numbers. Speeds are read from a
+benchmarks/cpu.py sweep (``--timings``), never timed here, so the comparison may run beside other work.
 """
 
 import argparse
@@ -47,15 +49,45 @@ def common_holdout(runs: list[Path]) -> Path:
     return first
 
 
-def add_to_cards(models: list[Path], comparison: dict) -> None:
-    """Insert the comparison into the uint8 and float cards of every model (the ONNX sha256 is untouched)."""
+def add_to_cards(models: list[Path], comparison: dict, key: str = 'comparison') -> None:
+    """Insert the comparison under provenance[key] in the uint8 and float cards of every model (sha256 untouched)."""
     for model in models:
         for path in (model, model.with_name(model.stem + '_float.onnx')):
             card_file = card_path_for(path)
             if card_file.is_file():
                 card = json.loads(card_file.read_text())
-                card['provenance']['comparison'] = comparison
+                card['provenance'][key] = comparison
                 card_file.write_text(json.dumps(card, indent=2) + '\n')
+
+
+def speed_rows(timings: dict, models: list[Path], size: str = '640x480', threads: int = 2) -> dict:
+    """
+    Each model's model-only ms p50 and node fused frames/s at `size` and `threads`, from a benchmarks/cpu.py JSON.
+
+    Why from the benchmark and not timed here: timings need a quiet machine, the metrics do not; reading the
+    sweep keeps one measurement behind every speed the project reports. Models the sweep lacks map to None.
+    """
+    found = {(r['file'], r['size'], r['threads']): r for r in timings.get('runs', [])}
+    rows = {}
+    for model in models:
+        run = found.get((model.name, size, threads))
+        rows[model.stem] = None if run is None else {
+            'model_only_ms_p50': run['model_only']['ms']['p50'],
+            'node_fused_per_s': run['node']['fused_per_s'] if 'node' in run else None}
+    return rows
+
+
+def speed_markdown(rows: dict, size: str, threads: int, source: str) -> str:
+    """Format speed_rows as a markdown table that names the JSON it came from."""
+    lines = [f'ONNX Runtime, {size}, {threads} threads (from `{source}`)', '',
+             '| model | model-only ms/frame (p50) | node fused frames/s |', '|---|---:|---:|']
+    for name, row in rows.items():
+        if row is None:
+            lines.append(f'| {name} | not measured | not measured |')
+        else:
+            node = '-' if row['node_fused_per_s'] is None else f"{row['node_fused_per_s']:.1f}"
+            lines.append(f"| {name} | {row['model_only_ms_p50']:.1f} | {node} |")
+    return '\n'.join(lines) + '\n'
 
 
 def grid_scenes(names: list[str], per_kind: int = 2) -> list[str]:
@@ -87,6 +119,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument('--work', type=Path, default=Path('runs/comparison'),
                         help='where the held-out pairs are linked and fused (large; not committed)')
     parser.add_argument('--threads', type=int, default=0)
+    parser.add_argument('--timings', type=Path, help='benchmarks/cpu.py JSON: ms per 640x480 frame, 2 threads')
     args = parser.parse_args(argv)
     run = common_holdout(args.runs)
     work = args.work
@@ -116,6 +149,11 @@ def main(argv: Optional[list[str]] = None) -> None:
         contrast = write_report(rows, args.out, Path(source.masks))
         comparison['target_contrast'] = {'boxes': source.masks, 'summary': contrast}
         print(target_markdown(comparison['target_contrast']['summary']))
+    if args.timings:
+        speed = speed_rows(json.loads(args.timings.read_text()), args.models)
+        comparison['speed_640x480_2_threads'] = {'source': str(args.timings), 'models': speed}
+        (args.out / 'speed.md').write_text(speed_markdown(speed, '640x480', 2, str(args.timings)))
+        print((args.out / 'speed.md').read_text())
     comparison['grid'] = {'file': 'grid.png', 'scenes': save_grid(pairs, fused, args.out / 'grid.png')}
     (args.out / 'comparison.json').write_text(json.dumps(comparison, indent=2) + '\n')
     add_to_cards(args.models, comparison)

@@ -48,6 +48,7 @@ from fusion_ros.networks.graphs import core_from_weights, FloatGraph, FusionCore
     Uint8Graph
 from training.checkpoint import load_checkpoint
 from training.fp16 import attach_fp16
+from training.run_log import run_chain
 
 FLOAT_TOL = 1e-5
 UINT8_TOL = 1
@@ -205,7 +206,8 @@ def export(checkpoint: Path, out: Path, samples_dir: Path, opset: int = 17, metr
     origin = {
         'training': {'command': ckpt.get('command') or training_command(ckpt),
                      'config': ckpt['config'], 'steps': ckpt['step'], 'checkpoint_sha256': sha256_of(checkpoint),
-                     'best_val_loss': ckpt.get('best_val_loss')},
+                     'best_val_loss': ckpt.get('best_val_loss'),
+                     'runs': run_chain(ckpt['config'], Path(checkpoint).parent)},
         'data': {'sources': ckpt['config']['sources'], 'attribution': 'DATA.md',
                  'holdout': {'source': ckpt['config']['val_source'], 'count': ckpt['config']['val_count'],
                              'names': holdout_names(Path(checkpoint).parent)}},
