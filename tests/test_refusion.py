@@ -140,6 +140,8 @@ def test_resume_reproduces_the_uninterrupted_run_and_maps_are_not_constant(tmp_p
     assert card.method == 'refusion'
     assert card.provenance['training']['command'].startswith('python -m training.refusion')
     assert card.provenance['parity']['uint8_max_abs_diff'] <= 1 and card.provenance['parameters'] == 59_856
+    assert card.provenance['parity']['float_tolerance'] == 1e-4        # declared by fusion_ros.networks.refusion
+    assert [r['last_logged_step'] for r in card.provenance['training']['runs']] == [6]
 
 
 def test_proposal_maps_start_uniform_and_move_under_training(tmp_path):

@@ -18,8 +18,9 @@ field names it, so the node knows to publish it.
 The uint8 graph also gets an fp16 twin, ``<out stem>_fp16.onnx`` (training.fp16), which
 TensorRT builds for precision fp16. Both have dynamic H and W. Each is checked with onnx.checker, then run with
 ONNX Runtime on real sample pairs and compared to PyTorch: the float graph to
-1e-5, the uint8 graph to one grey level, class maps to 0.1 % of pixels (argmax
-ties). A failed check raises and leaves no card.
+1e-5 (or the PARITY_FLOAT_TOL its network module declares), the uint8 graph to one
+grey level, class maps to 0.1 % of pixels (argmax ties). A failed check raises and
+leaves no card.
 """
 
 import argparse
@@ -44,6 +45,7 @@ from fusion_ros.model_card import card_path_for, load_card, ModelCard, save_card
 from fusion_ros.pipeline import visible_to_bgr
 from fusion_ros.registration import make_registration, register_ir
 from fusion_ros.mask_io import BOX_CLASSES, SALIENCY_CLASSES
+from fusion_ros.networks.registry import declared
 from fusion_ros.networks.graphs import core_from_weights, FloatGraph, FusionCore, mask_kind, SegmenterGraph, \
     Uint8Graph
 from training.checkpoint import load_checkpoint
@@ -131,15 +133,20 @@ def _mask_mismatch(got: np.ndarray, ref: np.ndarray, kind: str) -> float:
     return float(np.abs(got.astype(np.float64) - ref.astype(np.float64)).max())
 
 
-def check_parity(core: FusionCore, float_path: Path, uint8_path: Path, samples) -> dict:
-    """Compare ONNX Runtime with PyTorch on every sample, masks included; raise if a tolerance is exceeded."""
+def check_parity(core: FusionCore, float_path: Path, uint8_path: Path, samples, method: str = '') -> dict:
+    """
+    Compare ONNX Runtime with PyTorch on every sample, masks included; raise if a tolerance is exceeded.
+
+    The float tolerance is FLOAT_TOL unless the method's network module declares PARITY_FLOAT_TOL.
+    """
     float_sess = ort.InferenceSession(str(float_path), providers=['CPUExecutionProvider'])
     uint8_sess = ort.InferenceSession(str(uint8_path), providers=['CPUExecutionProvider'])
     core.eval()   # torch.onnx.export restores the wrapper's mode recursively; BatchNorm must use running stats
     kind = mask_kind(core)
     worst = {'float': 0.0, 'uint8': 0.0, 'mask_float': 0.0, 'mask_uint8': 0.0}
-    tol = {'float': FLOAT_TOL, 'uint8': UINT8_TOL,
-           'mask_float': CLASS_TOL if kind == 'classes' else FLOAT_TOL,
+    float_tol = declared(method, 'PARITY_FLOAT_TOL', FLOAT_TOL)
+    tol = {'float': float_tol, 'uint8': UINT8_TOL,
+           'mask_float': CLASS_TOL if kind == 'classes' else float_tol,
            'mask_uint8': CLASS_TOL if kind == 'classes' else UINT8_TOL}
     for name, ir, vis in samples:
         y = bgr_to_ycrcb(to_unit(vis))[0].astype(np.float32)[None, None]
@@ -158,7 +165,7 @@ def check_parity(core: FusionCore, float_path: Path, uint8_path: Path, samples) 
         if failed:
             raise RuntimeError(f'ONNX Runtime differs from PyTorch on sample {name}: {"; ".join(failed)}')
     result = {'samples': [s[0] for s in samples], 'float_max_abs_diff': worst['float'],
-              'uint8_max_abs_diff': int(worst['uint8']), 'float_tolerance': FLOAT_TOL, 'uint8_tolerance': UINT8_TOL}
+              'uint8_max_abs_diff': int(worst['uint8']), 'float_tolerance': float_tol, 'uint8_tolerance': UINT8_TOL}
     if kind:
         result.update({'mask_kind': kind, 'mask_float_diff': worst['mask_float'],
                        'mask_uint8_diff': worst['mask_uint8'], 'mask_tolerance': tol['mask_uint8'],
@@ -244,7 +251,7 @@ def export_core(core: FusionCore, method: str, out: Path, samples_dir: Path, ori
     hw = {0: 'H', 1: 'W'}
     export_graph(Uint8Graph(core).eval(), (ex_ir8, ex_bgr), out, u_in, u_out, {t.name: hw for t in u_in + u_out}, opset)
     samples = load_samples(samples_dir, sample_limit)
-    parity = check_parity(core, float_path, out, samples)
+    parity = check_parity(core, float_path, out, samples, method)
     provenance = {
         **origin,
         'parameters': sum(p.numel() for p in core.parameters()),

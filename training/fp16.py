@@ -30,7 +30,6 @@ fp16 ops with float tensors and ONNX Runtime refuses to load it.
 import argparse
 import copy
 from dataclasses import dataclass, replace
-import importlib
 from pathlib import Path
 import sys
 import tempfile
@@ -67,10 +66,8 @@ class Fp32Keep:
 
 def keep_for(method: str) -> Fp32Keep:
     """Read what a method's network module declares (FP32_OPS, FP32_NODES); nothing for unknown methods."""
-    from fusion_ros.networks.registry import MODELS     # torch: only the exporter needs it, not a GPU check
-    network = MODELS.get(method)
-    module = importlib.import_module(network.__module__) if network else None
-    return Fp32Keep(tuple(getattr(module, 'FP32_OPS', ())), tuple(getattr(module, 'FP32_NODES', ())))
+    from fusion_ros.networks.registry import declared     # torch: only the exporter needs it, not a GPU check
+    return Fp32Keep(tuple(declared(method, 'FP32_OPS', ())), tuple(declared(method, 'FP32_NODES', ())))
 
 
 def to_half(values: np.ndarray) -> np.ndarray:

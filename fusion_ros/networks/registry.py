@@ -1,5 +1,8 @@
 """Name -> network constructor, so checkpoints and exports rebuild models from their config alone."""
 
+import importlib
+from typing import Any
+
 from torch import nn
 
 from fusion_ros.networks.coconet import CoCoNet
@@ -18,3 +21,14 @@ def build_model(method: str) -> nn.Module:
         return MODELS[method]()
     except KeyError:
         raise ValueError(f'unknown method {method!r}; known: {", ".join(sorted(MODELS))}') from None
+
+
+def declared(method: str, name: str, default: Any) -> Any:
+    """
+    Read a constant a method's network module declares (FP32_OPS, PARITY_FLOAT_TOL...), else default.
+
+    Why module constants: what an exporter must treat specially is a fact of the network, so it is
+    written beside the network and found from the method name alone; unknown methods get the default.
+    """
+    network = MODELS.get(method)
+    return getattr(importlib.import_module(network.__module__), name, default) if network else default
