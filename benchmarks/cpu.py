@@ -145,12 +145,14 @@ def merge_results(old: dict, new: dict) -> dict:
     Why: a full sweep of every model takes longer than a quiet window on a shared machine; a model trained
     later is measured alone and added. Each part keeps its own command and machine under ``parts``.
     """
+    def part(results: dict) -> dict:
+        return {k: results[k] for k in ('command', 'machine', 'wall_s') if k in results}
+
     fresh = {r['file'] for r in new['runs']}
     merged = {**new, 'runs': [r for r in old.get('runs', []) if r['file'] not in fresh] + new['runs'],
               'fits': [f for f in old.get('fits', []) if f['file'] not in fresh] + new['fits']}
-    part = {k: new[k] for k in ('command', 'machine', 'wall_s') if k in new}
-    merged['parts'] = [p for p in old.get('parts', [{k: old[k] for k in ('command', 'machine', 'wall_s')
-                                                     if k in old}]) if p] + [part]
+    earlier = old.get('parts') or [part(old)]        # a JSON written before --merge existed is its own first part
+    merged['parts'] = [p for p in earlier if p] + [part(new)]
     return merged
 
 

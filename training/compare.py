@@ -27,7 +27,7 @@ from typing import Optional
 import cv2
 
 from fusion_ros.evaluate import evaluate_folders
-from fusion_ros.fuse import fuse_folders
+from fusion_ros.fuse import fuse_folders, FuseReport
 from fusion_ros.imageio import list_images, read_image
 from fusion_ros.model_card import card_path_for
 from fusion_ros.pipeline import FusionPipeline
@@ -58,6 +58,24 @@ def add_to_cards(models: list[Path], comparison: dict, key: str = 'comparison') 
                 card = json.loads(card_file.read_text())
                 card['provenance'][key] = comparison
                 card_file.write_text(json.dumps(card, indent=2) + '\n')
+
+
+def fuse_each(models: list[Path], ir_dir: Path, vis_dir: Path, work: Path, threads: int,
+              progress: bool = True) -> dict[Path, FuseReport]:
+    """Fuse the pairs with every model through the runtime pipeline into work/<model stem>; each model's report."""
+    reports = {}
+    for model in models:
+        pipeline = FusionPipeline.from_model(model, threads=threads)
+        try:
+            reports[model] = fuse_folders(pipeline, ir_dir, vis_dir, work / model.stem, progress=progress)
+        finally:
+            pipeline.close()
+    return reports
+
+
+def metric_means(summary: dict) -> dict[str, dict[str, Optional[float]]]:
+    """Reduce an evaluate_folders summary to {method: {metric: mean}}, the form cards and comparisons keep."""
+    return {method: {metric: s['mean'] for metric, s in scores.items()} for method, scores in summary.items()}
 
 
 def speed_rows(timings: dict, models: list[Path], size: str = '640x480', threads: int = 2) -> dict:
@@ -125,16 +143,13 @@ def main(argv: Optional[list[str]] = None) -> None:
     work = args.work
     pairs = link_holdout(run, args.config, work / 'pairs')
     fused = {}
-    for model in args.models:
-        pipeline = FusionPipeline.from_model(model, threads=args.threads)
-        report = fuse_folders(pipeline, pairs / 'ir', pairs / 'vi', work / model.stem)
+    for model, report in fuse_each(args.models, pairs / 'ir', pairs / 'vi', work, args.threads).items():
         print(f'{model.stem}: fused {len(report.fused)} pairs in {report.seconds:.1f} s', flush=True)
         fused[model.stem] = work / model.stem
-        pipeline.close()
     summary = evaluate_folders(fused, pairs / 'ir', pairs / 'vi', args.out, baselines=True)
     comparison = {'command': 'python -m training.compare ' + ' '.join(sys.argv[1:] if argv is None else argv),
                   'pairs': len(list((pairs / 'vi').iterdir())), 'holdout_of': str(run),
-                  'metrics_mean': {m: {k: v['mean'] for k, v in s.items()} for m, s in summary.items()}}
+                  'metrics_mean': metric_means(summary)}
     config = load_config(args.config)
     source = next(s for s in config.sources if s.name == config.val_source)
     if args.segmenter:

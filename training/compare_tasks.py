@@ -21,10 +21,8 @@ import sys
 from typing import Optional
 
 from fusion_ros.evaluate import evaluate_folders
-from fusion_ros.fuse import fuse_folders
 from fusion_ros.metrics import METRIC_NAMES
-from fusion_ros.pipeline import FusionPipeline
-from training.compare import add_to_cards
+from training.compare import add_to_cards, fuse_each, metric_means
 
 
 @dataclass(frozen=True)
@@ -71,19 +69,14 @@ def markdown(results: dict) -> str:
 def compare_task(models: list[Path], task: Task, data: Path, work: Path, threads: int) -> dict:
     """Fuse the task's pairs with every model and score them; the task's entry of summary.json."""
     gray, colour = task_folders(data, task)
-    fused = {}
-    for model in models:
-        pipeline = FusionPipeline.from_model(model, threads=threads)
-        try:
-            report = fuse_folders(pipeline, gray, colour, work / task.name / model.stem, progress=False)
-        finally:
-            pipeline.close()
+    reports = fuse_each(models, gray, colour, work / task.name, threads, progress=False)
+    for model, report in reports.items():
         if report.failed:
             raise ValueError(f'{task.name}: {model.name} failed on {sorted(report.failed)}: {report.failed}')
-        fused[model.stem] = work / task.name / model.stem
+    fused = {model.stem: work / task.name / model.stem for model in models}
     summary = evaluate_folders(fused, gray, colour, work / task.name / 'report', baselines=True, progress=False)
-    return {'folder': task.folder, 'gray': task.gray, 'colour': task.colour, 'pairs': len(report.fused),
-            'metrics_mean': {m: {k: v['mean'] for k, v in s.items()} for m, s in summary.items()}}
+    return {'folder': task.folder, 'gray': task.gray, 'colour': task.colour, 'pairs': len(reports[models[0]].fused),
+            'metrics_mean': metric_means(summary)}
 
 
 def main(argv: Optional[list[str]] = None) -> dict:

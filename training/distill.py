@@ -92,11 +92,13 @@ def teacher_distance(config: TrainConfig, model: Path, threads: int = 0) -> dict
     sources = [s for s in config.sources if s.name == config.val_source]
     _, held_out = split_holdout(load_sources(sources), config.val_source, config.val_count, config.seed)
     pipeline = FusionPipeline.from_model(model, threads=threads)
-    if pipeline.card.graph != 'float':
-        raise ValueError(f'{model} is a {pipeline.card.graph!r} graph; compare its float twin')
-    ours = [np.abs(teacher_y(pipeline, p.vis_y, p.ir) - p.teacher).mean() for p in held_out]
+    try:
+        if pipeline.card.graph != 'float':
+            raise ValueError(f'{model} is a {pipeline.card.graph!r} graph; compare its float twin')
+        ours = [np.abs(teacher_y(pipeline, p.vis_y, p.ir) - p.teacher).mean() for p in held_out]
+    finally:
+        pipeline.close()
     pixel_max = [np.abs(np.maximum(p.vis_y, p.ir) - p.teacher).mean() for p in held_out]
-    pipeline.close()
     return {'pairs': len(held_out), 'model': round(float(np.mean(ours)) * 255, 3),
             'pixel_max': round(float(np.mean(pixel_max)) * 255, 3)}
 

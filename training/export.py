@@ -133,7 +133,7 @@ def _mask_mismatch(got: np.ndarray, ref: np.ndarray, kind: str) -> float:
     return float(np.abs(got.astype(np.float64) - ref.astype(np.float64)).max())
 
 
-def check_parity(core: FusionCore, float_path: Path, uint8_path: Path, samples, method: str = '') -> dict:
+def check_parity(core: FusionCore, float_path: Path, uint8_path: Path, samples, method: str) -> dict:
     """
     Compare ONNX Runtime with PyTorch on every sample, masks included; raise if a tolerance is exceeded.
 
