@@ -214,6 +214,18 @@ class FusionNode(LifecycleNode):
         """Stop the inference thread and wait for the frame in flight, so nothing publishes after teardown."""
         self._worker.stop(self.mailbox.close, timeout_s)
 
+    def destroy_node(self) -> None:
+        """
+        Destroy the node now, lifecycle state machine included.
+
+        rclpy's LifecycleNode leaves its state machine, which holds the rcl node, to the garbage
+        collector. When a collection finally freed it, rcl unregistered the /rosout publisher of the
+        logger name 'fusion_node', and that entry then belonged to a newer node of the same name in the
+        process (bag replays, tests): the newer node's log lines stopped reaching /rosout.
+        """
+        super().destroy_node()
+        self._state_machine.destroy_when_not_in_use()
+
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Release the model and publishers."""
         for pub in self._pubs.values():

@@ -5,6 +5,7 @@ Each test first reproduced its fault against the node as it was; most use a real
 costs nothing (fused = visible) so they measure the node and not inference.
 """
 
+import gc
 import time
 
 import cv2
@@ -21,7 +22,7 @@ from fusion_ros.pipeline import fit_pixels
 
 from tests import node_harness
 from tests.model_fixtures import write_tiny_model
-from tests.node_harness import ERROR, identity_model, image_msg, IR, statuses, VIS, wait_for, WARN
+from tests.node_harness import ERROR, Harness, identity_model, image_msg, IR, statuses, VIS, wait_for, WARN
 
 harness_factory = node_harness.harness_factory   # the shared fixture
 
@@ -212,7 +213,9 @@ def test_no_output_while_pairs_arrive_is_an_error_naming_the_skip_reason(harness
 
 def test_a_stopped_stream_warns_with_its_age_and_rates_decay_to_zero(harness_factory, tmp_path):
     """Health: a stream that stops is named with its age; rates fall to 0 instead of keeping their last value."""
-    h = harness_factory(identity_model(tmp_path), diagnostics_period=0.2, stream_warn_after=0.5)
+    # the visible stream goes on every 50 ms: a 2 s threshold keeps a loaded CI machine's scheduling
+    # stalls from reading as a stopped stream (0.5 s did once)
+    h = harness_factory(identity_model(tmp_path), diagnostics_period=0.2, stream_warn_after=2.0)
     diagnostics = h.record(DiagnosticArray, '/diagnostics')
     h.start()
     for sec in range(1, 6):
@@ -249,6 +252,30 @@ def test_each_skip_reason_is_logged_and_long_encodings_are_cut(harness_factory, 
     assert wait_for(lambda: len(skipped) == 3), skipped
     assert any('unsupported image encoding' in line and '(1000 characters)' in line for line in skipped)
     assert all(len(line) < 400 for line in skipped)
+
+
+def test_an_old_node_collected_late_does_not_silence_the_new_one(harness_factory, tmp_path):
+    """
+    CI failure: a destroyed fusion_node freed later by the garbage collector took the /rosout publisher.
+
+    rcl keeps one /rosout publisher per logger name; an earlier node's lifecycle state machine, left to
+    the collector, unregistered 'fusion_node' when collected, and the current node's log lines vanished.
+    The collector is paused so that the old node is freed exactly while the new one runs.
+    """
+    gc.disable()
+    try:
+        old = Harness(identity_model(tmp_path))
+        old.close()
+        h = harness_factory(identity_model(tmp_path))
+        skipped = node_logs(h, 'frame skipped')
+        h.start()
+        del old
+        gc.collect()
+    finally:
+        gc.enable()
+    h.pub_ir.publish(image_msg(IR, 'mono8', 1, 'ir_cam'))
+    h.pub_ir.publish(image_msg(IR, 'mono8', 1, 'ir_cam'))                # a duplicate stamp
+    assert wait_for(lambda: len(skipped) == 1), 'the log line never reached /rosout'
 
 
 def test_a_duplicated_pair_gives_one_output(harness_factory, tmp_path):
