@@ -138,6 +138,23 @@ def sweep(models: list[Path], sizes: list[str], threads: list[int], args: argpar
     return {'runs': runs, 'fits': fits}
 
 
+def read_earlier(out: Path) -> Optional[dict]:
+    """
+    The results --merge keeps, read before the sweep: a damaged file stops the run at once, not after it.
+
+    None when there is no file yet (the first --merge run simply writes one).
+    """
+    if not out.is_file():
+        return None
+    try:
+        earlier = json.loads(out.read_text())
+    except json.JSONDecodeError as err:
+        raise SystemExit(f'--merge: {out} is not valid JSON ({err}); restore it (git checkout) or run without --merge')
+    if not isinstance(earlier, dict) or not isinstance(earlier.get('runs'), list):
+        raise SystemExit(f'--merge: {out} has no "runs" list, so it is not a benchmarks/cpu.py result')
+    return earlier
+
+
 def merge_results(old: dict, new: dict) -> dict:
     """
     Keep the old runs and fits of models this sweep did not measure, so one JSON can be built in parts.
@@ -304,6 +321,7 @@ def main(argv: Optional[list[str]] = None) -> dict:
     models = args.models or shipped_models(REPO / 'models')
     if not models:
         raise SystemExit('no model to benchmark: no uint8 graph with a card in models/')
+    earlier = read_earlier(args.out) if args.merge else None
     started = time.time()
     command = 'benchmarks/cpu.py ' + ' '.join(sys.argv[1:] if argv is None else argv)
     results = {'machine': machine(), 'command': command,
@@ -314,8 +332,8 @@ def main(argv: Optional[list[str]] = None) -> dict:
                                          args.fuse_pairs)
     results['wall_s'] = round(time.time() - started, 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    if args.merge and args.out.is_file():
-        results = merge_results(json.loads(args.out.read_text()), results)
+    if earlier is not None:
+        results = merge_results(earlier, results)
     args.out.write_text(json.dumps(results, indent=2) + '\n')
     plot_path = args.plot or args.out.with_suffix('.png')
     plot(results, plot_path)

@@ -80,3 +80,14 @@ def test_merge_replaces_only_the_models_measured_again():
     assert [(f['file'], f.get('new', False)) for f in merged['fits']] == [('a.onnx', False), ('b.onnx', True)]
     assert [p['command'] for p in merged['parts']] == ['first', 'second']
     assert [p['command'] for p in cpu.merge_results(merged, new)['parts']] == ['first', 'second', 'second']
+
+
+@pytest.mark.parametrize('content, reason', [('{"runs": [', 'not valid JSON'), ('[1, 2]', 'no "runs" list')])
+def test_a_damaged_merge_target_stops_before_the_sweep_and_is_left_alone(tmp_path, content, reason):
+    """--merge used to read --out only after a sweep of many minutes, then lost that sweep on a JSON error."""
+    out = tmp_path / 'cpu.json'
+    out.write_text(content)
+    with pytest.raises(SystemExit) as stop:
+        cpu.main(['--models', str(tmp_path / 'never_opened.onnx'), '--merge', '--out', str(out)])
+    assert reason in str(stop.value) and str(out) in str(stop.value)
+    assert out.read_text() == content
