@@ -140,7 +140,7 @@ def sweep(models: list[Path], sizes: list[str], threads: list[int], args: argpar
 
 def read_earlier(out: Path) -> Optional[dict]:
     """
-    The results --merge keeps, read before the sweep: a damaged file stops the run at once, not after it.
+    Read the results --merge keeps, before the sweep: a damaged file stops the run at once, not after it.
 
     None when there is no file yet (the first --merge run simply writes one).
     """
