@@ -65,3 +65,19 @@ def test_speed_rows_read_the_cpu_sweep_and_mark_what_it_lacks(tmp_path):
     assert rows == {'a': {'model_only_ms_p50': 12.5, 'node_fused_per_s': 29.2}, 'b': None}
     text = compare.speed_markdown(rows, '640x480', 2, 'cpu.json')
     assert '| a | 12.5 | 29.2 |' in text and '| b | not measured | not measured |' in text
+
+
+def test_relative_scores_give_the_bar_of_issue_9():
+    """Fractions of the reference per metric, their mean and the weakest; a zero or missing reference is left out."""
+    means = {'ref': {'EN': 2.0, 'SD': 10.0, 'SF': 4.0, 'AG': 0.0, 'CC': 0.5},
+             'near': {'EN': 2.0, 'SD': 9.0, 'SF': 4.4, 'AG': 1.0, 'CC': 0.1},
+             'weak': {'EN': 1.0, 'SD': 10.0, 'SF': 4.0, 'AG': 1.0, 'CC': 0.9}}
+    relative = compare.relative_scores(means, 'ref')
+    assert relative['near']['ratios'] == pytest.approx({'EN': 1.0, 'SD': 0.9, 'SF': 1.1})   # AG: zero reference
+    assert relative['near']['mean'] == pytest.approx(1.0) and relative['near']['lowest'] == 'SD'
+    assert relative['weak']['lowest'] == 'EN' and relative['weak']['mean'] == pytest.approx(2.5 / 3)
+    table = compare.relative_markdown(relative, 'ref', mean_bar=0.95, floor=0.85).splitlines()
+    verdicts = {line.split('|')[1].strip(): line.split('|')[-2].strip() for line in table[4:]}
+    assert verdicts == {'ref': 'yes', 'near': 'yes', 'weak': 'no'}             # weak: EN at 0.5 is below the floor
+    with pytest.raises(ValueError, match="'other' is not among"):
+        compare.relative_scores(means, 'other')

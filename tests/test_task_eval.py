@@ -102,6 +102,9 @@ def test_compare_fuses_the_common_holdout_and_fills_the_cards(exported, exported
     assert set(contrast) == {'infrared', 'visible', 'seafusion', 'sgfusion', 'max', 'mean'}
     assert contrast['seafusion']['overall']['n'] > 0 and (tmp_path / 'cmp' / 'target_contrast.md').is_file()
     assert card['grid']['scenes'] == ['00091D', '01028N'] and (tmp_path / 'cmp' / 'grid.png').stat().st_size > 10_000
+    relative = card['relative']
+    assert relative['reference'] == 'seafusion' and relative['methods']['seafusion']['mean'] == pytest.approx(1.0)
+    assert '| sgfusion |' in (tmp_path / 'cmp' / 'relative.md').read_text()
     (runs[1] / 'val_names.txt').write_text('00091D\n')
     with pytest.raises(ValueError, match='held out other pairs'):
         compare.main(['--models', str(models[0]), '--runs', *map(str, runs), '--config', str(config)])

@@ -12,7 +12,8 @@ metrics.md beside the pixel max and mean baselines, and, with ``--segmenter``, b
 evaluation (mIoU of one segmenter on visible, infrared and each fused image, against the masks of
 the config's held-out source), and, where that source has YOLO boxes, by target contrast (how much of
 each labelled person's or vehicle's contrast survives, fusion_ros.target_contrast). Tables go to
-``--out`` (summary.md, segmentation.md, target_contrast.md, with ``--timings`` speed.md, and JSON) with
+``--out`` (summary.md, relative.md: each metric as a fraction of the ``--reference`` model's, segmentation.md,
+target_contrast.md, with ``--timings`` speed.md, and JSON) with
 ``grid.png`` (2 day and 2 night scenes: IR, visible and every model side by side), and each model's card
 (uint8 and float) gets a ``comparison`` entry with the same numbers. Speeds are read from a
 benchmarks/cpu.py sweep (``--timings``), never timed here, so the comparison may run beside other work.
@@ -78,6 +79,46 @@ def metric_means(summary: dict) -> dict[str, dict[str, Optional[float]]]:
     return {method: {metric: s['mean'] for metric, s in scores.items()} for method, scores in summary.items()}
 
 
+BAR_METRICS = ('EN', 'SD', 'SF', 'AG', 'MI', 'SCD', 'VIF', 'Qabf')
+
+
+def relative_scores(means: dict[str, dict[str, Optional[float]]], reference: str,
+                    metrics: tuple[str, ...] = BAR_METRICS) -> dict[str, dict]:
+    """
+    Each method's metric means as fractions of the reference method's, with their mean and lowest.
+
+    Why: a new method is judged against the shipped one by the mean fraction over metrics where
+    higher is better and by its weakest metric (issue 9: mean >= 0.95, none below 0.85); computing
+    it here keeps those numbers reproducible from the comparison instead of from a hand calculation.
+    """
+    if reference not in means:
+        raise ValueError(f'reference method {reference!r} is not among the compared methods: {sorted(means)}')
+    base = means[reference]
+    relative = {}
+    for method, scores in means.items():
+        ratios = {m: scores[m] / base[m] for m in metrics
+                  if scores.get(m) is not None and base.get(m) not in (None, 0)}
+        lowest = min(ratios, key=ratios.get) if ratios else None
+        relative[method] = {'ratios': ratios, 'mean': sum(ratios.values()) / len(ratios) if ratios else None,
+                            'lowest': lowest}
+    return relative
+
+
+def relative_markdown(relative: dict[str, dict], reference: str, mean_bar: float = 0.95, floor: float = 0.85) -> str:
+    """Format relative_scores as a markdown table with a column saying whether each method meets the bar."""
+    metrics = next(iter(relative.values()))['ratios'].keys()
+    lines = [f'Metric means as fractions of `{reference}`; bar: mean >= {mean_bar}, every metric >= {floor}', '',
+             '| method | ' + ' | '.join(metrics) + ' | mean | lowest | meets the bar |',
+             '|---|' + '---:|' * (len(metrics) + 2) + '---|']
+    for method, row in relative.items():
+        ratios = row['ratios']
+        meets = row['mean'] is not None and row['mean'] >= mean_bar and min(ratios.values()) >= floor
+        mean = '-' if row['mean'] is None else f"{row['mean']:.3f}"
+        lines.append(f'| {method} | ' + ' | '.join(f'{ratios[m]:.3f}' if m in ratios else '-' for m in metrics)
+                     + f" | {mean} | {row['lowest'] or '-'} | {'yes' if meets else 'no'} |")
+    return '\n'.join(lines) + '\n'
+
+
 def speed_rows(timings: dict, models: list[Path], size: str = '640x480', threads: int = 2) -> dict:
     """
     Each model's model-only ms p50 and node fused frames/s at `size` and `threads`, from a benchmarks/cpu.py JSON.
@@ -138,7 +179,12 @@ def main(argv: Optional[list[str]] = None) -> None:
                         help='where the held-out pairs are linked and fused (large; not committed)')
     parser.add_argument('--threads', type=int, default=0)
     parser.add_argument('--timings', type=Path, help='benchmarks/cpu.py JSON: ms per 640x480 frame, 2 threads')
+    parser.add_argument('--reference', help='model stem the others are measured against in relative.md '
+                                            '(default: the first of --models)')
     args = parser.parse_args(argv)
+    reference = args.reference or args.models[0].stem
+    if reference not in {m.stem for m in args.models}:
+        parser.error(f'--reference {reference} is not the stem of one of --models')
     run = common_holdout(args.runs)
     work = args.work
     pairs = link_holdout(run, args.config, work / 'pairs')
@@ -150,6 +196,9 @@ def main(argv: Optional[list[str]] = None) -> None:
     comparison = {'command': 'python -m training.compare ' + ' '.join(sys.argv[1:] if argv is None else argv),
                   'pairs': len(list((pairs / 'vi').iterdir())), 'holdout_of': str(run),
                   'metrics_mean': metric_means(summary)}
+    comparison['relative'] = {'reference': reference,
+                              'methods': relative_scores(comparison['metrics_mean'], reference)}
+    (args.out / 'relative.md').write_text(relative_markdown(comparison['relative']['methods'], reference))
     config = load_config(args.config)
     source = next(s for s in config.sources if s.name == config.val_source)
     if args.segmenter:
@@ -173,6 +222,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     (args.out / 'comparison.json').write_text(json.dumps(comparison, indent=2) + '\n')
     add_to_cards(args.models, comparison)
     print((args.out / 'summary.md').read_text())
+    print((args.out / 'relative.md').read_text())
 
 
 if __name__ == '__main__':
