@@ -55,6 +55,7 @@ def replay_bag(bag: Path, model: Optional[Path] = None, ir_topic: str = '/ir/ima
     from sensor_msgs.msg import Image
 
     from fusion_ros import codec
+    from fusion_ros.in_process import matched_both_ways, SpinThread, wait_until
     from fusion_ros.node import FusionNode, stamp_ns
 
     pairs = _group_pairs(bag, ir_topic, vis_topic)
@@ -79,20 +80,17 @@ def replay_bag(bag: Path, model: Optional[Path] = None, ir_topic: str = '/ir/ima
         fused[stamp] = np.array(codec.image_to_array(msg))
         latency[stamp] = (time.perf_counter() - sent_at.get(stamp, time.perf_counter())) * 1000
         arrived.set()
+    spinner = SpinThread(executor).start()
     try:
-        threading.Thread(target=executor.spin, daemon=True).start()
         ok = TransitionCallbackReturn.SUCCESS
         if node.trigger_configure() != ok or node.trigger_activate() != ok:
             raise RuntimeError('fusion_node did not configure/activate; see its log above')
-        peer.create_subscription(Image, 'fused/image', on_fused, 10)
+        fused_sub = peer.create_subscription(Image, 'fused/image', on_fused, 10)
         qos = qos_profile_sensor_data if realtime else 10
         pub_ir = peer.create_publisher(Image, 'ir/image', qos)
         pub_vis = peer.create_publisher(Image, 'visible/image', qos)
-        deadline = time.monotonic() + timeout_s
-        while not (pub_ir.get_subscription_count() and pub_vis.get_subscription_count()):
-            if time.monotonic() > deadline:
-                raise TimeoutError('fusion_node never subscribed')
-            time.sleep(0.02)
+        if not wait_until(lambda: matched_both_ways(node, (pub_ir, pub_vis), (fused_sub,)), timeout_s):
+            raise TimeoutError(f'fusion_node and the replay did not match on DDS within {timeout_s} s')
         first = pairs[0][0]
         t0 = time.perf_counter()
         for stamp, ir_msg, vis_msg in pairs:
@@ -110,7 +108,7 @@ def replay_bag(bag: Path, model: Optional[Path] = None, ir_topic: str = '/ir/ima
                             node.stats.dropped, node.stats.rejected)
     finally:
         node.stop_worker()
-        executor.shutdown()
+        spinner.stop()
         node.destroy_node()
         peer.destroy_node()
         rclpy.shutdown(context=context)

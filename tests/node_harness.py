@@ -6,8 +6,6 @@ Localhost-only discovery and a random domain keep test runs from talking to othe
 
 import os
 import random
-import threading
-import time
 
 os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
 os.environ.setdefault('ROS_DOMAIN_ID', str(random.randint(1, 100)))
@@ -22,6 +20,7 @@ from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 
 from fusion_ros import codec  # noqa: E402
 from fusion_ros.imageio import read_ir, read_visible  # noqa: E402
+from fusion_ros.in_process import matched_both_ways, SpinThread, wait_until  # noqa: E402
 from fusion_ros.node import FusionNode  # noqa: E402
 from tests.model_fixtures import PAIRS, write_tiny_model  # noqa: E402
 
@@ -41,23 +40,31 @@ class Harness:
         self.node = FusionNode(context=self.context, parameter_overrides=overrides)
         self.peer = rclpy.create_node('fusion_test_peer', context=self.context)
         self.received: dict[str, list] = {}
+        self._recorders: list = []
         self.executor = MultiThreadedExecutor(num_threads=3, context=self.context)
         self.executor.add_node(self.node)
         self.executor.add_node(self.peer)
-        threading.Thread(target=self.executor.spin, daemon=True).start()
+        self._spinner = SpinThread(self.executor).start()
         self.pub_ir = self.peer.create_publisher(Image, 'ir/image', input_qos)
         self.pub_vis = self.peer.create_publisher(Image, 'visible/image', input_qos)
         self.pub_info = self.peer.create_publisher(CameraInfo, 'visible/camera_info', input_qos)
 
     def record(self, msg_type, topic):
+        """Keep every message the node publishes on topic (call before start, which waits for the match)."""
         self.received[topic] = []
-        self.peer.create_subscription(msg_type, topic, self.received[topic].append, 10)
+        self._recorders.append(self.peer.create_subscription(msg_type, topic, self.received[topic].append, 10))
         return self.received[topic]
 
     def start(self):
+        """
+        Configure and activate the node, then wait until DDS has matched every test topic in both directions.
+
+        Why both: see fusion_ros.in_process; on a loaded machine the first frame or output was lost.
+        """
         assert self.node.trigger_configure() == TransitionCallbackReturn.SUCCESS
         assert self.node.trigger_activate() == TransitionCallbackReturn.SUCCESS
-        assert wait_for(lambda: self.pub_ir.get_subscription_count() and self.pub_vis.get_subscription_count())
+        assert wait_for(lambda: matched_both_ways(self.node, (self.pub_ir, self.pub_vis), self._recorders)), \
+            'DDS did not match the test topics'
 
     def send(self, ir, vis, sec, ir_encoding='mono8', vis_encoding='bgr8', nanosec=0):
         self.pub_ir.publish(image_msg(ir, ir_encoding, sec, 'ir_cam', nanosec))
@@ -65,7 +72,7 @@ class Harness:
 
     def close(self):
         self.node.stop_worker()
-        self.executor.shutdown()
+        assert self._spinner.stop(), 'the executor thread did not end'
         self.node.destroy_node()
         self.peer.destroy_node()
         rclpy.shutdown(context=self.context)
@@ -93,12 +100,7 @@ def image_msg(array, encoding, sec, frame_id, nanosec=0):
 
 def wait_for(predicate, timeout=20.0):
     """Poll predicate until true or timeout; return whether it became true."""
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
+    return wait_until(predicate, timeout)
 
 
 def identity_model(folder):

@@ -15,6 +15,7 @@ import pytest
 from rcl_interfaces.msg import Log
 from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.parameter import Parameter
+from rclpy.qos import qos_profile_rosout_default
 from sensor_msgs.msg import CameraInfo, Image
 
 from fusion_ros import codec
@@ -35,8 +36,11 @@ def stamps(fused):
 def node_logs(h, text):
     """Start recording the node's /rosout lines that contain text; return the live list."""
     lines = []
-    h.peer.create_subscription(Log, '/rosout', lambda m: text in m.msg and m.name.endswith('fusion_node')
-                               and lines.append(m.msg), 100)
+    # /rosout keeps each node's last lines for 10 s (transient local): a reader with the same QoS gets
+    # the lines logged before DDS matched it, which a volatile reader lost on a loaded machine
+    name = h.node.get_logger().name
+    h.peer.create_subscription(Log, '/rosout', lambda m: text in m.msg and m.name == name and lines.append(m.msg),
+                               qos_profile_rosout_default)
     return lines
 
 
@@ -245,9 +249,12 @@ def test_each_skip_reason_is_logged_and_long_encodings_are_cut(harness_factory, 
     long_encoding.encoding = 'x' * 1000
     zero = image_msg(VIS, 'bgr8', 2, 'visible_cam')
     zero.height = 0
-    for bad in (long_encoding, zero):
+    for count, bad in enumerate((long_encoding, zero), start=1):
         h.pub_ir.publish(image_msg(IR, 'mono8', bad.header.stamp.sec, 'ir_cam'))
         h.pub_vis.publish(bad)
+        # Both are refused by the inference thread; a second pair sent before it took the first would
+        # replace it in the one-slot mailbox (a drop, by design), so each waits for its own line.
+        assert wait_for(lambda: len(skipped) == count), skipped
     h.pub_ir.publish(image_msg(IR, 'mono8', 2, 'ir_cam'))                # a duplicate stamp
     assert wait_for(lambda: len(skipped) == 3), skipped
     assert any('unsupported image encoding' in line and '(1000 characters)' in line for line in skipped)
