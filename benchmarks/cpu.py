@@ -37,7 +37,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from gpu import machine, node_run, sample  # noqa: E402
-from rig import percentiles, REPO  # noqa: E402
+from rig import percentiles, REPO, rounded_ms  # noqa: E402
 from fusion_ros.model_card import load_card  # noqa: E402
 from fusion_ros.pipeline import FusionPipeline  # noqa: E402
 
@@ -86,7 +86,7 @@ def time_calls(fn: Callable[[], object], duration: float, min_runs: int, warmup:
         begin = time.perf_counter()
         fn()
         times.append((time.perf_counter() - begin) * 1000)
-    return {'runs': len(times), 'mean_ms': round(statistics.mean(times), 2), 'ms': percentiles(times)}
+    return {'runs': len(times), 'mean_ms': rounded_ms(statistics.mean(times)), 'ms': percentiles(times)}
 
 
 def model_only(model: Path, hw: tuple[int, int], threads: int, duration: float, min_runs: int) -> dict:

@@ -30,13 +30,18 @@ from fusion_ros import codec  # noqa: E402
 from fusion_ros.node import FusionNode  # noqa: E402
 
 
+def rounded_ms(ms: float) -> float:
+    """Two decimals, but three significant digits below 1 ms: a graph that takes microseconds must not read 0.0."""
+    return round(ms, 2) if abs(ms) >= 1 else float(f'{ms:.3g}')
+
+
 def percentiles(values) -> dict:
     """p50/p95/max in ms, rounded."""
     if not len(values):
         return {'n': 0}
     arr = np.asarray(values, np.float64)
-    return {'n': int(arr.size), 'p50': round(float(np.percentile(arr, 50)), 2),
-            'p95': round(float(np.percentile(arr, 95)), 2), 'max': round(float(arr.max()), 2)}
+    return {'n': int(arr.size), 'p50': rounded_ms(float(np.percentile(arr, 50))),
+            'p95': rounded_ms(float(np.percentile(arr, 95))), 'max': rounded_ms(float(arr.max()))}
 
 
 def machine() -> dict:

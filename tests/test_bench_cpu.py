@@ -91,3 +91,11 @@ def test_a_damaged_merge_target_stops_before_the_sweep_and_is_left_alone(tmp_pat
         cpu.main(['--models', str(tmp_path / 'never_opened.onnx'), '--merge', '--out', str(out)])
     assert reason in str(stop.value) and str(out) in str(stop.value)
     assert out.read_text() == content
+
+
+def test_microsecond_timings_keep_their_digits():
+    """CI failure: an identity graph ran in 4 us, and two-decimal rounding reported its p50 as 0.0 ms."""
+    import rig
+    stats = rig.percentiles([0.0041, 0.0043, 0.0045])
+    assert stats['p50'] == 0.0043 and stats['max'] == 0.0045
+    assert rig.percentiles([1988.304, 1990.0])['p50'] == 1989.15     # above 1 ms: two decimals, as before
