@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 from pathlib import Path
-import platform
 import statistics
 import sys
 import time
@@ -29,7 +28,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from rig import NodeRig, percentiles, REPO  # noqa: E402
+from rig import cpu_model, NodeRig, percentiles, REPO  # noqa: E402
 from fusion_ros.backends import BackendOptions  # noqa: E402
 from fusion_ros.imageio import read_ir, read_visible  # noqa: E402
 from fusion_ros.pipeline import FusionPipeline  # noqa: E402
@@ -41,7 +40,7 @@ SIZES = {'640x480': (480, 640), '1280x720': (720, 1280)}
 
 def machine() -> dict:
     """CPU, cores and, when torch sees one, the GPU."""
-    info = {'cpu': platform.processor() or platform.machine(), 'cores': os.cpu_count()}
+    info = {'cpu': cpu_model(), 'cores': os.cpu_count()}
     try:
         import torch
         if torch.cuda.is_available():
