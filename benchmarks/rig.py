@@ -49,7 +49,8 @@ def cpu_model() -> str:
     Name the CPU: its model name from /proc/cpuinfo, else what platform knows.
 
     Why: 'x86_64' named no CPU, and two runs of the same sweep on the same kind of 2-core VM two weeks
-    apart differed by 2.7x (SeAFusion 640x480: 1005 vs 374 ms); a result must say what it ran on.
+    apart differed by 3.1x (SeAFusion 640x480, 2 threads: 1005 vs 326 ms in benchmarks/results/cpu.json
+    and cpu_2026-12-05.json); a result must say what it ran on.
     """
     try:
         for line in Path('/proc/cpuinfo').read_text().splitlines():

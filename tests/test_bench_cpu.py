@@ -102,7 +102,7 @@ def test_microsecond_timings_keep_their_digits():
 
 
 def test_results_name_the_cpu_model():
-    """'x86_64' named no CPU, yet the same sweep ran 2.7x faster on another day's VM."""
+    """'x86_64' named no CPU, yet the same sweep ran 2.8-4x faster on another day's VM."""
     import rig
     name = rig.cpu_model()
     cpuinfo = Path('/proc/cpuinfo')
