@@ -26,8 +26,8 @@ setup(
     python_requires='>=3.10',
     entry_points={
         'console_scripts': [
-            'fusion-ros = fusion_ros.cli:main',
-            'fusion_node = fusion_ros.node:main',
+            'fusion-ros = fusion_ros.cli.main:main',
+            'fusion_node = fusion_ros.ros.node:main',
         ],
     },
 )

@@ -38,8 +38,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from gpu import machine, node_run, sample  # noqa: E402
 from rig import percentiles, REPO, rounded_ms  # noqa: E402
-from fusion_ros.model_card import load_card  # noqa: E402
-from fusion_ros.pipeline import FusionPipeline  # noqa: E402
+from fusion_ros.core.model_card import load_card  # noqa: E402
+from fusion_ros.core.pipeline import FusionPipeline  # noqa: E402
 
 SIZES = ('320x240', '640x480', '1280x720', '1920x1080')
 SAMPLE = ('00091D.png', REPO / 'tests' / 'data' / 'pairs')
@@ -257,7 +257,7 @@ def bench_eager(model: Path, ir: np.ndarray, vis: np.ndarray, threads: int, repe
         from fusion_ros.networks.graphs import core_from_weights
     except ImportError as err:
         return {'skipped': f'torch not installed ({err})'}
-    from fusion_ros.color import bgr_to_ycrcb, to_uint8, to_unit, ycrcb_to_bgr
+    from fusion_ros.core.color import bgr_to_ycrcb, to_uint8, to_unit, ycrcb_to_bgr
     torch.set_num_threads(threads)
     pinned = load_card(model, verify=False).provenance['torch_weights']['file']
     net = core_from_weights(torch.load(model.parent / pinned, map_location='cpu', weights_only=True))

@@ -28,9 +28,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gpu import add_timing_arguments, machine, measure  # noqa: E402
 from fusion_ros.backends.onnxruntime_backend import OnnxRuntimeBackend  # noqa: E402
 from fusion_ros.backends.tensorrt_backend import TensorRTBackend  # noqa: E402
-from fusion_ros.imageio import pair_folders, read_ir, read_visible  # noqa: E402
-from fusion_ros.model_card import load_card  # noqa: E402
-from fusion_ros.pipeline import FusionPipeline  # noqa: E402
+from fusion_ros.core.imageio import pair_folders, read_ir, read_visible  # noqa: E402
+from fusion_ros.core.model_card import load_card  # noqa: E402
+from fusion_ros.core.pipeline import FusionPipeline  # noqa: E402
 from fusion_ros.tensorrt.builder import BuildSettings, import_tensorrt  # noqa: E402
 from fusion_ros.tensorrt.cuda_memory import CudaRuntime  # noqa: E402
 from fusion_ros.tensorrt.plan_store import engine_dir  # noqa: E402

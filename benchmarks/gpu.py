@@ -30,8 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from rig import cpu_model, NodeRig, percentiles, REPO  # noqa: E402
 from fusion_ros.backends import BackendOptions  # noqa: E402
-from fusion_ros.imageio import read_ir, read_visible  # noqa: E402
-from fusion_ros.pipeline import FusionPipeline  # noqa: E402
+from fusion_ros.core.imageio import read_ir, read_visible  # noqa: E402
+from fusion_ros.core.pipeline import FusionPipeline  # noqa: E402
 from fusion_ros.tensorrt.engine_cache import DEFAULT_PROFILE, Profile  # noqa: E402
 from fusion_ros.tensorrt.plan_store import engine_dir  # noqa: E402
 

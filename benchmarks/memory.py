@@ -25,8 +25,8 @@ import cv2  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 
 from rig import machine, NodeRig, save_results  # noqa: E402
-from fusion_ros import codec  # noqa: E402
-from fusion_ros.imageio import read_ir, read_visible  # noqa: E402
+from fusion_ros.core.imageio import read_ir, read_visible  # noqa: E402
+from fusion_ros.ros import codec  # noqa: E402
 
 PAIR = REPO / 'tests' / 'data' / 'pairs'
 

@@ -21,8 +21,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from rig import machine, NodeRig, percentiles, REPO, save_results  # noqa: E402
-from fusion_ros import codec  # noqa: E402
-from fusion_ros.imageio import read_ir, read_visible  # noqa: E402
+from fusion_ros.core.imageio import read_ir, read_visible  # noqa: E402
+from fusion_ros.ros import codec  # noqa: E402
 
 PAIR = REPO / 'tests' / 'data' / 'pairs'
 

@@ -23,9 +23,9 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from fusion_ros import metrics  # noqa: E402
-from fusion_ros.color import bgr_to_ycrcb, to_uint8, to_unit, ycrcb_to_bgr  # noqa: E402
-from fusion_ros.model_card import load_card  # noqa: E402
+from fusion_ros.core.color import bgr_to_ycrcb, to_uint8, to_unit, ycrcb_to_bgr  # noqa: E402
+from fusion_ros.core.model_card import load_card  # noqa: E402
+from fusion_ros.evaluation import metrics  # noqa: E402
 from fusion_ros.networks.graphs import core_from_weights  # noqa: E402
 from training.export import load_samples  # noqa: E402
 

@@ -26,8 +26,8 @@ from sensor_msgs.msg import Image  # noqa: E402
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from fusion_ros import codec  # noqa: E402
-from fusion_ros.node import FusionNode  # noqa: E402
+from fusion_ros.ros import codec  # noqa: E402
+from fusion_ros.ros.node import FusionNode  # noqa: E402
 
 
 def rounded_ms(ms: float) -> float:

@@ -34,8 +34,8 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from rig import NodeRig, percentiles  # noqa: E402
-from fusion_ros import codec  # noqa: E402
-from fusion_ros.imageio import read_ir, read_visible  # noqa: E402
+from fusion_ros.core.imageio import read_ir, read_visible  # noqa: E402
+from fusion_ros.ros import codec  # noqa: E402
 
 PAIR = REPO / 'tests' / 'data' / 'pairs'
 COUNTERS = ('pairs', 'published_count', 'dropped', 'skipped_pairs', 'inference_failures', 'rejected',

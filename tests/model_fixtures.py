@@ -6,7 +6,7 @@ import torch
 
 from training.checkpoint import save_checkpoint
 from training.config import TrainConfig, config_to_dict
-from fusion_ros.mask_io import BOX_CLASSES
+from fusion_ros.evaluation.mask_io import BOX_CLASSES
 from training.export import export
 from fusion_ros.networks.registry import build_model
 from fusion_ros.networks.segmenter import Segmenter
@@ -37,7 +37,7 @@ def write_tiny_model(folder: Path, name: str, fused_node, extra_nodes=(), extra_
     """
     from onnx import TensorProto, helper, save
 
-    from fusion_ros.model_card import ModelCard, save_card, sha256_of
+    from fusion_ros.core.model_card import ModelCard, save_card, sha256_of
     from training.export import uint8_specs
     inputs = [helper.make_tensor_value_info('ir', TensorProto.UINT8, ['H', 'W']),
               helper.make_tensor_value_info('visible_bgr', TensorProto.UINT8, ['H', 'W', 3])]
@@ -48,7 +48,7 @@ def write_tiny_model(folder: Path, name: str, fused_node, extra_nodes=(), extra_
     save(model, str(path))
     u_in, u_out = uint8_specs()
     if mask:
-        from fusion_ros.model_card import TensorSpec
+        from fusion_ros.core.model_card import TensorSpec
         u_out = (*u_out, TensorSpec(mask['output'], 'HW', 'uint8', (0.0, 255.0), 'class ids'))
     card = ModelCard(method=name, version='test', graph='uint8', onnx=path.name, sha256=sha256_of(path), opset=17,
                      inputs=u_in, outputs=u_out, mask=mask)

@@ -18,10 +18,10 @@ from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import qos_profile_sensor_data, QoSProfile  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 
-from fusion_ros import codec  # noqa: E402
-from fusion_ros.imageio import read_ir, read_visible  # noqa: E402
-from fusion_ros.in_process import matched_both_ways, SpinThread, wait_until  # noqa: E402
-from fusion_ros.node import FusionNode  # noqa: E402
+from fusion_ros.core.imageio import read_ir, read_visible  # noqa: E402
+from fusion_ros.ros import codec  # noqa: E402
+from fusion_ros.ros.in_process import matched_both_ways, SpinThread, wait_until  # noqa: E402
+from fusion_ros.ros.node import FusionNode  # noqa: E402
 from tests.model_fixtures import PAIRS, write_tiny_model  # noqa: E402
 
 IR = read_ir(PAIRS / 'ir' / '00091D.png')
@@ -59,7 +59,7 @@ class Harness:
         """
         Configure and activate the node, then wait until DDS has matched every test topic in both directions.
 
-        Why both: see fusion_ros.in_process; on a loaded machine the first frame or output was lost.
+        Why both: see fusion_ros.ros.in_process; on a loaded machine the first frame or output was lost.
         """
         assert self.node.trigger_configure() == TransitionCallbackReturn.SUCCESS
         assert self.node.trigger_activate() == TransitionCallbackReturn.SUCCESS

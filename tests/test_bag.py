@@ -14,9 +14,9 @@ os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
 from rclpy.serialization import serialize_message  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 
-from fusion_ros import codec  # noqa: E402
-from fusion_ros.bag import bag_summary, EPOCH_NS, read_bag_images, STORE, write_pairs_bag  # noqa: E402
-from fusion_ros.imageio import pair_folders, read_ir, read_visible  # noqa: E402
+from fusion_ros.core.imageio import pair_folders, read_ir, read_visible  # noqa: E402
+from fusion_ros.ros import codec  # noqa: E402
+from fusion_ros.ros.bag import bag_summary, EPOCH_NS, read_bag_images, STORE, write_pairs_bag  # noqa: E402
 
 PAIRS = Path(__file__).parent / 'data' / 'pairs'
 FPS, IR_OFFSET_S = 4.0, 0.01

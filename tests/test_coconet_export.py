@@ -9,7 +9,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from fusion_ros.model_card import load_card
+from fusion_ros.core.model_card import load_card
 from fusion_ros.networks.coconet import FP32_OPS
 from fusion_ros.networks.graphs import Uint8Graph
 from fusion_ros.networks.registry import build_model

@@ -12,7 +12,7 @@ from hypothesis.extra.numpy import arrays
 import numpy as np
 import pytest
 
-from fusion_ros import codec
+from fusion_ros.ros import codec
 
 SHAPES = {'mono8': (1, np.uint8), '8UC1': (1, np.uint8), 'mono16': (1, np.uint16), '16UC1': (1, np.uint16),
           'bgr8': (3, np.uint8), 'rgb8': (3, np.uint8), 'bgra8': (4, np.uint8), 'rgba8': (4, np.uint8)}
@@ -238,8 +238,8 @@ def test_to_helpers_validate_the_array():
 
 
 def test_modules_import_without_ros_or_torch():
-    code = ('import sys, fusion_ros.codec, fusion_ros.registration, fusion_ros.health, fusion_ros.stamps, '
-            'fusion_ros.stats, fusion_ros.worker, fusion_ros.log_throttle, fusion_ros.pairing, fusion_ros.mailbox; '
+    code = ('import sys, fusion_ros.core.registration; '
+            'from fusion_ros.ros import codec, health, stamps, stats, worker, log_throttle, pairing, mailbox; '
             'bad = [m for m in ("rclpy", "torch", "sensor_msgs") if m in sys.modules]; '
             'assert not bad, bad')
     subprocess.run([sys.executable, '-c', code], check=True, timeout=60, cwd=Path(__file__).resolve().parents[1])

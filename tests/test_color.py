@@ -5,7 +5,7 @@ from hypothesis.extra.numpy import arrays
 import numpy as np
 import pytest
 
-from fusion_ros import color
+from fusion_ros.core import color
 
 
 @given(arrays(np.uint8, (7, 5, 3)))

@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from fusion_ros.metrics import entropy, read_gray
+from fusion_ros.evaluation.metrics import entropy, read_gray
 from tests.model_fixtures import PAIRS, write_tiny_model
 from training import compare, compare_tasks
 

@@ -6,7 +6,7 @@ import xml.etree.ElementTree as ET
 
 import yaml
 
-from fusion_ros.node_params import PARAMS, validate_all
+from fusion_ros.ros.node_params import PARAMS, validate_all
 
 REPO = Path(__file__).resolve().parent.parent
 

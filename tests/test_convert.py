@@ -14,7 +14,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from fusion_ros.model_card import load_card, sha256_of
+from fusion_ros.core.model_card import load_card, sha256_of
 from fusion_ros.networks.registry import build_model
 from training.coconet_convert import from_released_state_dict
 from training.convert import convert, convert_state, main, read_state_dict

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from fusion_ros.model_card import card_path_for, load_card
+from fusion_ros.core.model_card import card_path_for, load_card
 from fusion_ros.tensorrt import plan_store
 from fusion_ros.tensorrt.builder import BuildSettings, EngineBuildError, ensure_engine
 from fusion_ros.tensorrt.cuda_memory import CudaRuntime

@@ -6,7 +6,7 @@ import shutil
 from onnx import helper
 import pytest
 
-from fusion_ros.cli import main
+from fusion_ros.cli.main import main
 from tests.model_fixtures import write_tiny_model
 from tests.trt_double import install_fakes
 from training import build_engines

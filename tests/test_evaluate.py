@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
-from fusion_ros import evaluate
-from fusion_ros.metrics import compute_all, METRIC_NAMES, read_gray
+from fusion_ros.evaluation import evaluate
+from fusion_ros.evaluation.metrics import compute_all, METRIC_NAMES, read_gray
 
 STEMS = ('a', 'b', 'c', 'd')
 

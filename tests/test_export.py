@@ -8,8 +8,8 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from fusion_ros.color import bgr_to_ycrcb, to_unit
-from fusion_ros.model_card import load_card
+from fusion_ros.core.color import bgr_to_ycrcb, to_unit
+from fusion_ros.core.model_card import load_card
 from fusion_ros.networks.graphs import FusionCore, Uint8Graph
 from fusion_ros.networks.seafusion import SeAFusion
 from training.export import FLOAT_TOL, export, load_samples

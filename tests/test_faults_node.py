@@ -18,8 +18,8 @@ from rclpy.parameter import Parameter
 from rclpy.qos import qos_profile_rosout_default
 from sensor_msgs.msg import CameraInfo, Image
 
-from fusion_ros import codec
-from fusion_ros.pipeline import fit_pixels
+from fusion_ros.core.pipeline import fit_pixels
+from fusion_ros.ros import codec
 
 from tests import node_harness
 from tests.model_fixtures import write_tiny_model

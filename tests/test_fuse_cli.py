@@ -5,7 +5,7 @@ import shutil
 import cv2
 import pytest
 
-from fusion_ros.cli import main
+from fusion_ros.cli.main import main
 from tests.model_fixtures import PAIRS
 
 

@@ -17,8 +17,8 @@ from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
-from fusion_ros import codec
-from fusion_ros.node_params import PARAMS
+from fusion_ros.ros import codec
+from fusion_ros.ros.node_params import PARAMS
 from tests.node_harness import Harness, identity_model, wait_for
 
 RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)

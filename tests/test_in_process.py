@@ -1,9 +1,9 @@
-"""fusion_ros.in_process over real rclpy and Fast DDS: the match seen from both ends, and a spin thread that lets go."""
+"""fusion_ros.ros.in_process over real rclpy and Fast DDS: the match seen from both ends, a spin thread that lets go."""
 
 from rclpy.executors import SingleThreadedExecutor
 from std_msgs.msg import String
 
-from fusion_ros.in_process import matched_both_ways, SpinThread, wait_until
+from fusion_ros.ros.in_process import matched_both_ways, SpinThread, wait_until
 from tests import node_harness  # noqa: F401  (localhost-only discovery and a random domain, as for the node tests)
 
 

@@ -3,7 +3,7 @@
 import threading
 import time
 
-from fusion_ros.mailbox import Mailbox
+from fusion_ros.ros.mailbox import Mailbox
 
 
 def test_newest_item_wins_and_overwrites_are_reported():

@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from fusion_ros.mask_io import boxes_to_mask, mask_path, MSRS_TO_BOX, parse_yolo_boxes, read_mask
-from fusion_ros.imageio import read_visible
+from fusion_ros.core.imageio import read_visible
+from fusion_ros.evaluation.mask_io import boxes_to_mask, mask_path, MSRS_TO_BOX, parse_yolo_boxes, read_mask
 
 DATA = Path(__file__).parent / 'data'
 

@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from fusion_ros import metrics
+from fusion_ros.evaluation import metrics
 
 DATA = Path(__file__).parent / 'data' / 'metrics'
 REFERENCE = json.loads((DATA / 'metric_values.json').read_text())

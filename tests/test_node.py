@@ -9,8 +9,8 @@ from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import CameraInfo, Image
 
-from fusion_ros import codec
-from fusion_ros.pipeline import FusionPipeline
+from fusion_ros.core.pipeline import FusionPipeline
+from fusion_ros.ros import codec
 from tests.model_fixtures import fixed_size_model, threshold_mask_model
 from tests import node_harness
 from tests.node_harness import image_msg, IR, VIS, wait_for

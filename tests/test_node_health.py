@@ -5,12 +5,12 @@ import time
 
 import pytest
 
-from fusion_ros.echo import clip, short_repr
-from fusion_ros.health import assess, ERROR, HealthLimits, HealthSnapshot, OK, WARN
-from fusion_ros.log_throttle import reason_key, ReasonThrottle
-from fusion_ros.mailbox import Mailbox
-from fusion_ros.stats import RateMeter
-from fusion_ros.worker import SupervisedWorker
+from fusion_ros.ros.echo import clip, short_repr
+from fusion_ros.ros.health import assess, ERROR, HealthLimits, HealthSnapshot, OK, WARN
+from fusion_ros.ros.log_throttle import reason_key, ReasonThrottle
+from fusion_ros.ros.mailbox import Mailbox
+from fusion_ros.ros.stats import RateMeter
+from fusion_ros.ros.worker import SupervisedWorker
 
 LIMITS = HealthLimits(no_pair_warn_after=2.0, stream_warn_after=3.0, no_output_error_after=5.0)
 

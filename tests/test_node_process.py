@@ -21,9 +21,9 @@ from rclpy.qos import qos_profile_sensor_data  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 import yaml  # noqa: E402
 
-from fusion_ros import codec  # noqa: E402
-from fusion_ros.imageio import read_ir, read_visible  # noqa: E402
-from fusion_ros.pipeline import FusionPipeline  # noqa: E402
+from fusion_ros.core.imageio import read_ir, read_visible  # noqa: E402
+from fusion_ros.core.pipeline import FusionPipeline  # noqa: E402
+from fusion_ros.ros import codec  # noqa: E402
 from tests.model_fixtures import PAIRS  # noqa: E402
 
 SCRIPT = Path(sys.executable).with_name('fusion_node')

@@ -24,7 +24,7 @@ try:
     print('training-importable')
 except ImportError:
     print('no-training')
-from fusion_ros.pipeline import FusionPipeline
+from fusion_ros.core.pipeline import FusionPipeline
 model = Path(sys.argv[1])
 rng = np.random.default_rng(0)
 ir, vis = rng.integers(0, 256, (40, 56), np.uint8), rng.integers(0, 256, (40, 56, 3), np.uint8)

@@ -4,8 +4,8 @@ from hypothesis import given, settings, strategies as st
 import numpy as np
 import pytest
 
-from fusion_ros.pairing import ApproximatePairer, IR, LatestPairer, make_pairer, VISIBLE
-from fusion_ros.stamps import StampCheck, StampGuard, StampVerdict
+from fusion_ros.ros.pairing import ApproximatePairer, IR, LatestPairer, make_pairer, VISIBLE
+from fusion_ros.ros.stamps import StampCheck, StampGuard, StampVerdict
 
 MS = 1_000_000
 

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from fusion_ros.imageio import read_ir, read_visible
-from fusion_ros.pipeline import FusionPipeline, IrGain
-from fusion_ros.registration import make_registration
+from fusion_ros.core.imageio import read_ir, read_visible
+from fusion_ros.core.pipeline import FusionPipeline, IrGain
+from fusion_ros.core.registration import make_registration
 from tests.model_fixtures import PAIRS
 
 VIS_HR = PAIRS.parent / 'vi_hr' / 'FLIR_00006.jpg'

@@ -7,10 +7,10 @@ import onnx
 import pytest
 import torch
 
-from fusion_ros.imageio import read_ir, read_visible
-from fusion_ros.model_card import load_card
+from fusion_ros.core.imageio import read_ir, read_visible
+from fusion_ros.core.model_card import load_card
+from fusion_ros.core.pipeline import FusionPipeline
 from fusion_ros.networks.realtime import RealtimeFusion
-from fusion_ros.pipeline import FusionPipeline
 from training.checkpoint import save_checkpoint
 from training.config import config_from_dict, config_to_dict
 from training.export import export

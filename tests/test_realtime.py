@@ -8,9 +8,9 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from fusion_ros.color import bgr_to_ycrcb, to_unit
-from fusion_ros.imageio import read_image
-from fusion_ros.model_card import load_card, ModelCard, save_card, sha256_of
+from fusion_ros.core.color import bgr_to_ycrcb, to_unit
+from fusion_ros.core.imageio import read_image
+from fusion_ros.core.model_card import load_card, ModelCard, save_card, sha256_of
 from fusion_ros.networks.graphs import FusionCore, Uint8Graph
 from fusion_ros.networks.realtime import conv_macs, RealtimeFusion
 from fusion_ros.networks.registry import build_model

@@ -9,7 +9,7 @@ import pytest
 import torch
 import yaml
 
-from fusion_ros.model_card import load_card
+from fusion_ros.core.model_card import load_card
 from fusion_ros.networks.graphs import FloatGraph, FusionCore
 from fusion_ros.networks.refusion import FP32_OPS, ReFusion
 from fusion_ros.networks.registry import build_model

@@ -7,7 +7,7 @@ from hypothesis.extra.numpy import arrays
 import numpy as np
 import pytest
 
-from fusion_ros.registration import make_registration, register_ir, Registration, REGISTRATION_MODES
+from fusion_ros.core.registration import make_registration, register_ir, Registration, REGISTRATION_MODES
 
 IDENTITY = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
 

@@ -9,10 +9,10 @@ os.environ.setdefault('ROS_DOMAIN_ID', str(random.randint(1, 100)))
 
 import numpy as np  # noqa: E402
 
-from fusion_ros.cli import main  # noqa: E402
-from fusion_ros.imageio import pair_folders, read_ir, read_visible  # noqa: E402
-from fusion_ros.pipeline import FusionPipeline  # noqa: E402
-from fusion_ros.replay import replay_bag  # noqa: E402
+from fusion_ros.cli.main import main  # noqa: E402
+from fusion_ros.core.imageio import pair_folders, read_ir, read_visible  # noqa: E402
+from fusion_ros.core.pipeline import FusionPipeline  # noqa: E402
+from fusion_ros.ros.replay import replay_bag  # noqa: E402
 from tests.model_fixtures import PAIRS  # noqa: E402
 
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from fusion_ros.mask_io import BOX_CLASSES
-from fusion_ros.model_card import load_card
+from fusion_ros.core.model_card import load_card
+from fusion_ros.evaluation.mask_io import BOX_CLASSES
 from fusion_ros.tensorrt.onnx_support import check_for_tensorrt
 from training.checkpoint import load_checkpoint
 from training.config import config_from_dict

@@ -8,8 +8,8 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from fusion_ros.color import bgr_to_ycrcb, to_unit
-from fusion_ros.model_card import load_card
+from fusion_ros.core.color import bgr_to_ycrcb, to_unit
+from fusion_ros.core.model_card import load_card
 from fusion_ros.tensorrt.onnx_support import check_for_tensorrt
 from training.checkpoint import load_checkpoint
 from training.config import config_from_dict, config_to_dict, DataSource

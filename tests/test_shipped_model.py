@@ -6,11 +6,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fusion_ros import metrics
-from fusion_ros.cli import main
-from fusion_ros.imageio import read_ir, read_visible
-from fusion_ros.model_card import load_card, sha256_of
-from fusion_ros.pipeline import FusionPipeline, installed_model_path
+from fusion_ros.cli.main import main
+from fusion_ros.core.imageio import read_ir, read_visible
+from fusion_ros.core.model_card import load_card, sha256_of
+from fusion_ros.core.pipeline import FusionPipeline, installed_model_path
+from fusion_ros.evaluation import metrics
 
 REPO = Path(__file__).resolve().parent.parent
 MODEL = REPO / 'models' / 'seafusion_target.onnx'

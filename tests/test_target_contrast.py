@@ -7,9 +7,9 @@ import cv2
 import numpy as np
 import pytest
 
-from fusion_ros.cli import main as cli_main
-from fusion_ros.target_contrast import box_contrast, image_rows, MIN_SOURCE_CONTRAST, ring_window, summarise, \
-    target_contrast_rows, write_report
+from fusion_ros.cli.main import main as cli_main
+from fusion_ros.evaluation.target_contrast import box_contrast, image_rows, MIN_SOURCE_CONTRAST, ring_window, \
+    summarise, target_contrast_rows, write_report
 
 DATA = Path(__file__).parent / 'data'
 

@@ -6,9 +6,9 @@ import shutil
 import numpy as np
 import pytest
 
-from fusion_ros.cli import main
-from fusion_ros.segmentation_metrics import confusion, iou_per_class, mean_iou
-from fusion_ros.task_eval import SegmenterRunner
+from fusion_ros.cli.main import main
+from fusion_ros.evaluation.segmentation_metrics import confusion, iou_per_class, mean_iou
+from fusion_ros.evaluation.task_eval import SegmenterRunner
 from training import compare
 from tests.model_fixtures import PAIRS
 from tests.msrs_fixtures import DATA, MSRS_STEMS

@@ -16,12 +16,12 @@ import pytest
 
 from fusion_ros.backends.onnxruntime_backend import OnnxRuntimeBackend
 from fusion_ros.backends.tensorrt_backend import TensorRTBackend
-from fusion_ros.model_card import load_card
-from fusion_ros.pipeline import FusionPipeline
+from fusion_ros.core.imageio import read_ir, read_visible
+from fusion_ros.core.model_card import load_card
+from fusion_ros.core.pipeline import FusionPipeline
 from fusion_ros.tensorrt.builder import BuildSettings, EngineBuildError, ensure_engine, profile_shapes
 from fusion_ros.tensorrt.cuda_memory import CudaRuntime
 from fusion_ros.tensorrt.engine_cache import EngineRebuildRefused, Profile, sidecar_path
-from fusion_ros.imageio import read_ir, read_visible
 from tests.model_fixtures import frame, PAIRS, random_feeds, write_tiny_model
 from tests.trt_double import FakeCudart, FakeTensorRT, PLAN_MAGIC
 

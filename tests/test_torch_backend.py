@@ -9,8 +9,8 @@ import pytest
 from fusion_ros.backends import BackendOptions, create_backend
 from fusion_ros.backends.onnxruntime_backend import OnnxRuntimeBackend
 from fusion_ros.backends.torch_backend import TorchBackend, weights_path
-from fusion_ros.model_card import load_card
-from fusion_ros.pipeline import FusionPipeline
+from fusion_ros.core.model_card import load_card
+from fusion_ros.core.pipeline import FusionPipeline
 from tests.model_fixtures import frame, random_feeds
 
 

@@ -13,7 +13,7 @@ from onnx import helper, TensorProto
 import onnxruntime as ort
 import pytest
 
-from fusion_ros.model_card import load_card, sha256_of
+from fusion_ros.core.model_card import load_card, sha256_of
 from fusion_ros.tensorrt.onnx_support import check_for_tensorrt
 from tests.model_fixtures import PAIRS, write_tiny_model
 from training.export import load_samples

@@ -18,7 +18,7 @@ from pathlib import Path
 import sys
 from typing import Any, Optional
 
-from fusion_ros.model_card import card_path_for, load_card
+from fusion_ros.core.model_card import card_path_for, load_card
 from fusion_ros.tensorrt.builder import BuildSettings, ensure_engine
 from fusion_ros.tensorrt.engine_cache import DEFAULT_PROFILE, Profile, sidecar_path
 from fusion_ros.tensorrt.plan_store import engine_dir

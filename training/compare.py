@@ -11,7 +11,7 @@ pairs are fused by each model through the runtime pipeline, scored with the metr
 metrics.md beside the pixel max and mean baselines, and, with ``--segmenter``, by the task-driven
 evaluation (mIoU of one segmenter on visible, infrared and each fused image, against the masks of
 the config's held-out source), and, where that source has YOLO boxes, by target contrast (how much of
-each labelled person's or vehicle's contrast survives, fusion_ros.target_contrast). Tables go to
+each labelled person's or vehicle's contrast survives, fusion_ros.evaluation.target_contrast). Tables go to
 ``--out`` (summary.md, relative.md: each metric as a fraction of the ``--reference`` model's, segmentation.md,
 target_contrast.md, with ``--timings`` speed.md, and JSON) with
 ``grid.png`` (2 day and 2 night scenes: IR, visible and every model side by side), and each model's card
@@ -27,14 +27,14 @@ from typing import Optional
 
 import cv2
 
-from fusion_ros.evaluate import evaluate_folders
-from fusion_ros.fuse import fuse_folders, FuseReport
-from fusion_ros.imageio import list_images, read_image
-from fusion_ros.model_card import card_path_for
-from fusion_ros.pipeline import FusionPipeline
-from fusion_ros.plots import image_grid
-from fusion_ros.target_contrast import markdown as target_markdown, target_contrast_rows, write_report
-from fusion_ros.task_eval import SegmenterRunner, segmentation_markdown, segmentation_scores, \
+from fusion_ros.cli.fuse import fuse_folders, FuseReport
+from fusion_ros.core.imageio import list_images, read_image
+from fusion_ros.core.model_card import card_path_for
+from fusion_ros.core.pipeline import FusionPipeline
+from fusion_ros.evaluation.evaluate import evaluate_folders
+from fusion_ros.evaluation.plots import image_grid
+from fusion_ros.evaluation.target_contrast import markdown as target_markdown, target_contrast_rows, write_report
+from fusion_ros.evaluation.task_eval import SegmenterRunner, segmentation_markdown, segmentation_scores, \
     write_segmentation_report
 from training.config import load_config
 from training.validate import link_holdout

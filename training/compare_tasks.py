@@ -20,8 +20,8 @@ from pathlib import Path
 import sys
 from typing import Optional
 
-from fusion_ros.evaluate import evaluate_folders
-from fusion_ros.metrics import METRIC_NAMES
+from fusion_ros.evaluation.evaluate import evaluate_folders
+from fusion_ros.evaluation.metrics import METRIC_NAMES
 from training.compare import add_to_cards, fuse_each, metric_means
 
 

@@ -21,7 +21,7 @@ class DataSource:
     ir: str
     vis: str
     masks: str = ''                 # folder of ground-truth masks (same stems); '' when the source has none
-    mask_format: str = 'yolo_boxes'  # see fusion_ros.mask_io.MASK_FORMATS
+    mask_format: str = 'yolo_boxes'  # see fusion_ros.evaluation.mask_io.MASK_FORMATS
     teacher: str = ''               # folder of a teacher's fused Y (16-bit PNG, same stems); '' = none
 
 

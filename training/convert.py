@@ -20,9 +20,9 @@ from typing import Callable, Optional
 
 import torch
 
+from fusion_ros.core.model_card import sha256_of
 from fusion_ros.networks.graphs import core_from_weights
 from fusion_ros.networks.registry import build_model
-from fusion_ros.model_card import sha256_of
 from training.coconet_convert import from_released_state_dict
 from training.export import export_core
 

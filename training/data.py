@@ -8,9 +8,9 @@ from typing import Optional
 import cv2
 import numpy as np
 
-from fusion_ros.color import bgr_to_ycrcb, ir_to_unit, to_unit
-from fusion_ros.imageio import pair_folders, read_image, read_ir, read_visible
-from fusion_ros.mask_io import IGNORE, mask_path, read_mask
+from fusion_ros.core.color import bgr_to_ycrcb, ir_to_unit, to_unit
+from fusion_ros.core.imageio import pair_folders, read_image, read_ir, read_visible
+from fusion_ros.evaluation.mask_io import IGNORE, mask_path, read_mask
 from training.config import DataSource
 
 

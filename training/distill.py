@@ -26,8 +26,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from fusion_ros.imageio import pair_folders, write_image_atomic
-from fusion_ros.pipeline import FusionPipeline
+from fusion_ros.core.imageio import pair_folders, write_image_atomic
+from fusion_ros.core.pipeline import FusionPipeline
 from training.config import DataSource, parse_command_line, TrainConfig
 from training.data import load_pair, load_sources, split_holdout
 from training.losses import content_loss

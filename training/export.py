@@ -39,15 +39,15 @@ from torch import nn
 
 from fusion_ros import __version__
 from fusion_ros.backends.torch_backend import weights_path
-from fusion_ros.color import bgr_to_ycrcb, to_unit
-from fusion_ros.imageio import pair_folders, read_ir, read_visible
-from fusion_ros.model_card import card_path_for, load_card, ModelCard, save_card, sha256_of, TensorSpec
-from fusion_ros.pipeline import visible_to_bgr
-from fusion_ros.registration import make_registration, register_ir
-from fusion_ros.mask_io import BOX_CLASSES, SALIENCY_CLASSES
-from fusion_ros.networks.registry import declared
+from fusion_ros.core.color import bgr_to_ycrcb, to_unit
+from fusion_ros.core.imageio import pair_folders, read_ir, read_visible
+from fusion_ros.core.model_card import card_path_for, load_card, ModelCard, save_card, sha256_of, TensorSpec
+from fusion_ros.core.pipeline import visible_to_bgr
+from fusion_ros.core.registration import make_registration, register_ir
+from fusion_ros.evaluation.mask_io import BOX_CLASSES, SALIENCY_CLASSES
 from fusion_ros.networks.graphs import core_from_weights, FloatGraph, FusionCore, mask_kind, SegmenterGraph, \
     Uint8Graph
+from fusion_ros.networks.registry import declared
 from training.checkpoint import load_checkpoint
 from training.fp16 import attach_fp16
 from training.run_log import run_chain

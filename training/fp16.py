@@ -40,10 +40,10 @@ import onnx
 from onnx import helper, numpy_helper
 import onnxruntime as ort
 
-from fusion_ros import metrics
 from fusion_ros.backends.onnxruntime_backend import OnnxRuntimeBackend
-from fusion_ros.model_card import card_path_for, load_card, ModelCard, save_card, sha256_of
-from fusion_ros.pipeline import FusionPipeline
+from fusion_ros.core.model_card import card_path_for, load_card, ModelCard, save_card, sha256_of
+from fusion_ros.core.pipeline import FusionPipeline
+from fusion_ros.evaluation import metrics
 
 FLOAT, HALF = onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16
 FP16_MAX, FP16_TINY = 65504.0, 2.0 ** -24          # largest finite and smallest subnormal half

@@ -16,7 +16,7 @@ Static int8 (QDQ) quantization of an exported fusion graph, validated against it
   about a grey level). ``--keep-float`` adds nodes by name substring.
 * Validation: both graphs fuse the card's held-out pairs through the runtime pipeline; the card
   gets the max/mean grey-level difference, the share of pixels off by more than one level, every
-  metric for both (fusion_ros.evaluate) and the speed of both at 640x480 (ms per frame, 1 and 2
+  metric for both (fusion_ros.evaluation.evaluate) and the speed of both at 640x480 (ms per frame, 1 and 2
   ONNX Runtime threads, with the load average at the time).
 * Gate: the graph and its card are written only if int8 is at least ``--min-speedup`` times faster
   (2 threads) and Qabf and VIF move by at most ``--max-metric-change`` (relative); otherwise the
@@ -46,11 +46,11 @@ from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, 
                                       quantize_static)
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
-from fusion_ros.evaluate import evaluate_folders
-from fusion_ros.imageio import pair_folders, read_ir, read_visible, write_image_atomic
-from fusion_ros.model_card import card_path_for, load_card, ModelCard, save_card, sha256_of
-from fusion_ros.pipeline import FusionPipeline, visible_to_bgr
-from fusion_ros.registration import make_registration, register_ir
+from fusion_ros.core.imageio import pair_folders, read_ir, read_visible, write_image_atomic
+from fusion_ros.core.model_card import card_path_for, load_card, ModelCard, save_card, sha256_of
+from fusion_ros.core.pipeline import FusionPipeline, visible_to_bgr
+from fusion_ros.core.registration import make_registration, register_ir
+from fusion_ros.evaluation.evaluate import evaluate_folders
 
 CORE_PREFIX = '/core/'
 QUANTIZED_OPS = ('Conv', 'LeakyRelu', 'Add', 'Concat')

@@ -22,8 +22,8 @@ import onnx
 from onnx import helper
 
 from fusion_ros.backends.onnxruntime_backend import OnnxRuntimeBackend
-from fusion_ros.model_card import card_path_for, load_card, save_card, sha256_of
-from fusion_ros.pipeline import FusionPipeline
+from fusion_ros.core.model_card import card_path_for, load_card, save_card, sha256_of
+from fusion_ros.core.pipeline import FusionPipeline
 from fusion_ros.tensorrt.onnx_support import uint8_cast_source_violations
 from training.export import load_samples
 

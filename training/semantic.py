@@ -26,10 +26,10 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from fusion_ros.mask_io import BOX_CLASSES
+from fusion_ros.evaluation.mask_io import BOX_CLASSES
+from fusion_ros.evaluation.segmentation_metrics import confusion, iou_per_class, mean_iou
 from fusion_ros.networks.registry import build_model
 from fusion_ros.networks.segmenter import Segmenter
-from fusion_ros.segmentation_metrics import confusion, iou_per_class, mean_iou
 from training.checkpoint import load_checkpoint, run_resumable, save_checkpoint
 from training.config import config_to_dict, TrainConfig
 from training.data import CropSampler, IGNORE, Pair, load_sources, split_holdout

@@ -22,8 +22,8 @@ from torch import nn
 import torch.distributed as dist
 from tqdm import tqdm
 
-from fusion_ros import metrics
-from fusion_ros.color import bgr_to_ycrcb, to_uint8, to_unit, ycrcb_to_bgr
+from fusion_ros.core.color import bgr_to_ycrcb, to_uint8, to_unit, ycrcb_to_bgr
+from fusion_ros.evaluation import metrics
 from fusion_ros.networks.registry import build_model
 from training.checkpoint import load_checkpoint, save_checkpoint
 from training.config import config_to_dict, parse_command_line, TrainConfig

@@ -15,10 +15,10 @@ import argparse
 from pathlib import Path
 from typing import Optional
 
-from fusion_ros.evaluate import evaluate_folders
-from fusion_ros.fuse import fuse_folders
-from fusion_ros.imageio import pair_folders
-from fusion_ros.pipeline import FusionPipeline
+from fusion_ros.cli.fuse import fuse_folders
+from fusion_ros.core.imageio import pair_folders
+from fusion_ros.core.pipeline import FusionPipeline
+from fusion_ros.evaluation.evaluate import evaluate_folders
 from training.config import load_config
 
 

@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from fusion_ros.backends.base import Backend
-from fusion_ros.model_card import ModelCard
+from fusion_ros.core.model_card import ModelCard
 from fusion_ros.tensorrt.engine_cache import DEFAULT_PROFILE, Profile
 
 

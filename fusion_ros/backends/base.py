@@ -4,7 +4,7 @@ from abc import ABC, abstractmethod
 
 import numpy as np
 
-from fusion_ros.model_card import ModelCard
+from fusion_ros.core.model_card import ModelCard
 
 
 class BackendError(RuntimeError):

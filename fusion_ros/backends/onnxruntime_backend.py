@@ -15,7 +15,7 @@ import numpy as np
 import onnxruntime as ort
 
 from fusion_ros.backends.base import Backend, BackendError
-from fusion_ros.model_card import ModelCard
+from fusion_ros.core.model_card import ModelCard
 
 
 class OnnxRuntimeBackend(Backend):

@@ -18,7 +18,7 @@ from typing import Any, Optional
 import numpy as np
 
 from fusion_ros.backends.base import Backend, BackendError
-from fusion_ros.model_card import ModelCard
+from fusion_ros.core.model_card import ModelCard
 from fusion_ros.tensorrt.builder import deserialize, import_tensorrt
 from fusion_ros.tensorrt.cuda_memory import CudaRuntime, stream_address
 

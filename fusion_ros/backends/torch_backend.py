@@ -16,7 +16,7 @@ from typing import Optional
 import numpy as np
 
 from fusion_ros.backends.base import Backend, BackendError
-from fusion_ros.model_card import ModelCard, sha256_of
+from fusion_ros.core.model_card import ModelCard, sha256_of
 
 PRECISIONS = ('fp16', 'fp32')
 

@@ -12,7 +12,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from fusion_ros.color import B_FROM_CB, CB_SCALE, CR_SCALE, G_FROM_CB, G_FROM_CR, R_FROM_CR, Y_WEIGHTS_RGB
+from fusion_ros.core.color import B_FROM_CB, CB_SCALE, CR_SCALE, G_FROM_CB, G_FROM_CR, R_FROM_CR, Y_WEIGHTS_RGB
 from fusion_ros.networks.registry import build_model
 from fusion_ros.networks.segmenter import Segmenter
 from fusion_ros.networks.sgfusion import SGFusion
@@ -82,7 +82,7 @@ class Uint8Graph(nn.Module):
     """
     (ir (H, W) uint8, visible_bgr (H, W, 3) uint8) -> fused_bgr (H, W, 3) uint8 [, mask (H, W) uint8].
 
-    Same maths as fusion_ros.color, so the numpy pipeline is its reference.
+    Same maths as fusion_ros.core.color, so the numpy pipeline is its reference.
     """
 
     def __init__(self, core: FusionCore):

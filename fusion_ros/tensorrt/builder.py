@@ -24,7 +24,7 @@ import time
 from typing import Any, Callable, Optional
 import weakref
 
-from fusion_ros.model_card import load_card, ModelCard, sha256_of
+from fusion_ros.core.model_card import load_card, ModelCard, sha256_of
 from fusion_ros.tensorrt.cuda_memory import CudaRuntime
 from fusion_ros.tensorrt.engine_cache import (CacheDecision, decide, DEFAULT_PROFILE, EngineKey, key_to_dict,
                                               Profile, refuse_or_build, sidecar_path)

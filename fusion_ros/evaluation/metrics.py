@@ -25,7 +25,7 @@ METRIC_NAMES = ('EN', 'SD', 'SF', 'AG', 'MI', 'SCD', 'CC', 'VIF', 'Qabf', 'SSIM'
 
 def read_gray(path: Path) -> np.ndarray:
     """Read a file the way the reference evaluator does: BGR uint8 -> GRAY -> float32."""
-    from fusion_ros.imageio import read_image
+    from fusion_ros.core.imageio import read_image
     bgr = read_image(path, cv2.IMREAD_COLOR)
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY).astype(np.float32)
 

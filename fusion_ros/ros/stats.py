@@ -7,8 +7,8 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from fusion_ros.health import HealthSnapshot
-from fusion_ros.pairing import SKEW_BIN_EDGES_MS, PairingStats
+from fusion_ros.ros.health import HealthSnapshot
+from fusion_ros.ros.pairing import SKEW_BIN_EDGES_MS, PairingStats
 
 
 class RateMeter:

@@ -16,7 +16,7 @@ thread died, must not report OK. Levels follow diagnostic_msgs/DiagnosticStatus:
 from dataclasses import dataclass
 from typing import Optional
 
-from fusion_ros.pairing import STREAM_NAMES
+from fusion_ros.ros.pairing import STREAM_NAMES
 
 OK, WARN, ERROR = b'\x00', b'\x01', b'\x02'   # diagnostic_msgs/DiagnosticStatus levels
 

@@ -11,7 +11,7 @@ tight loop), reports the death as an ERROR and counts the restart.
 import threading
 from typing import Callable, Optional
 
-from fusion_ros.echo import clip
+from fusion_ros.ros.echo import clip
 
 
 class SupervisedWorker:

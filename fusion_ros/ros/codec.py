@@ -18,7 +18,7 @@ from typing import Any, NamedTuple, Optional
 import cv2
 import numpy as np
 
-from fusion_ros.echo import short_repr
+from fusion_ros.ros.echo import short_repr
 
 
 class _Layout(NamedTuple):

@@ -4,7 +4,9 @@ import argparse
 import sys
 from typing import Optional
 
-from fusion_ros import __version__, bag_command, demo, engine_command, evaluate, fuse
+from fusion_ros import __version__
+from fusion_ros.cli import bag_command, demo, engine_command, fuse
+from fusion_ros.evaluation import evaluate
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,7 +23,3 @@ def main(argv: Optional[list[str]] = None) -> int:
     """Parse arguments and dispatch; returns the exit code."""
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     return args.func(args)
-
-
-if __name__ == '__main__':
-    sys.exit(main())

@@ -33,8 +33,8 @@ class ReplayResult:
 
 def _group_pairs(bag: Path, ir_topic: str, vis_topic: str) -> list[tuple[int, object, object]]:
     """Pair bag messages by equal header stamp (bags from `bag make` stamp both cameras alike)."""
-    from fusion_ros.bag import read_bag_images
-    from fusion_ros.node import stamp_ns
+    from fusion_ros.ros.bag import read_bag_images
+    from fusion_ros.ros.node import stamp_ns
     ir, vis = {}, {}
     for topic, _, msg in read_bag_images(bag, [ir_topic, vis_topic]):
         (ir if topic == ir_topic else vis)[stamp_ns(msg)] = msg
@@ -54,9 +54,9 @@ def replay_bag(bag: Path, model: Optional[Path] = None, ir_topic: str = '/ir/ima
     from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import Image
 
-    from fusion_ros import codec
-    from fusion_ros.in_process import matched_both_ways, SpinThread, wait_until
-    from fusion_ros.node import FusionNode, stamp_ns
+    from fusion_ros.ros import codec
+    from fusion_ros.ros.in_process import matched_both_ways, SpinThread, wait_until
+    from fusion_ros.ros.node import FusionNode, stamp_ns
 
     pairs = _group_pairs(bag, ir_topic, vis_topic)
     if not pairs:
@@ -116,7 +116,8 @@ def replay_bag(bag: Path, model: Optional[Path] = None, ir_topic: str = '/ir/ima
 
 def write_report(result: ReplayResult, bag: Path, out: Path) -> dict:
     """Score each fused frame against its sources and write report.json with quality and latency."""
-    from fusion_ros import codec, metrics
+    from fusion_ros.evaluation import metrics
+    from fusion_ros.ros import codec
     out.mkdir(parents=True, exist_ok=True)
     rows = {}
     for stamp, image in sorted(result.fused.items()):

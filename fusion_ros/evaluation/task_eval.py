@@ -17,10 +17,10 @@ import numpy as np
 from tqdm import tqdm
 
 from fusion_ros.backends import create_backend
-from fusion_ros.imageio import list_images
-from fusion_ros.mask_io import IGNORE, mask_path, read_mask
-from fusion_ros.model_card import load_card
-from fusion_ros.segmentation_metrics import confusion, iou_per_class, mean_iou
+from fusion_ros.core.imageio import list_images
+from fusion_ros.core.model_card import load_card
+from fusion_ros.evaluation.mask_io import IGNORE, mask_path, read_mask
+from fusion_ros.evaluation.segmentation_metrics import confusion, iou_per_class, mean_iou
 
 
 class SegmenterRunner:

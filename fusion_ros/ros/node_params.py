@@ -12,10 +12,10 @@ from typing import Any, Callable, Optional
 
 from fusion_ros.backends import BackendOptions
 
-from fusion_ros.color import IR_GAIN_MODES
-from fusion_ros.echo import clip, short_repr
-from fusion_ros.masks import DEFAULT_PALETTE
-from fusion_ros.registration import REGISTRATION_MODES, make_registration
+from fusion_ros.core.color import IR_GAIN_MODES
+from fusion_ros.core.masks import DEFAULT_PALETTE
+from fusion_ros.core.registration import REGISTRATION_MODES, make_registration
+from fusion_ros.ros.echo import clip, short_repr
 from fusion_ros.tensorrt.engine_cache import DEFAULT_PROFILE, Profile
 
 OUTPUT_ENCODINGS = ('bgr8', 'rgb8', 'mono8')

@@ -22,8 +22,8 @@ from rosbags.typesys import get_typestore, Stores
 from rosbags.typesys.store import Typestore
 import yaml
 
-from fusion_ros.codec import array_to_fields
-from fusion_ros.imageio import pair_folders, read_ir, read_visible
+from fusion_ros.core.imageio import pair_folders, read_ir, read_visible
+from fusion_ros.ros.codec import array_to_fields
 
 EPOCH_NS = 1_700_000_000 * 10**9  # first stamp: a plausible wall-clock time (2023-11-14), not 0
 IMAGE = 'sensor_msgs/msg/Image'

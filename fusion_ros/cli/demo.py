@@ -4,11 +4,11 @@ import argparse
 from pathlib import Path
 import sys
 
-from fusion_ros.evaluate import evaluate_folders
-from fusion_ros.fuse import fuse_folders
-from fusion_ros.pipeline import FusionPipeline
+from fusion_ros.cli.fuse import fuse_folders
+from fusion_ros.core.pipeline import FusionPipeline
+from fusion_ros.evaluation.evaluate import evaluate_folders
 
-SAMPLES = Path(__file__).resolve().parent.parent / 'tests' / 'data' / 'pairs'
+SAMPLES = Path(__file__).resolve().parents[2] / 'tests' / 'data' / 'pairs'
 
 
 def add_parser(subparsers) -> None:

@@ -18,14 +18,14 @@ import numpy as np
 
 from fusion_ros.backends import BackendOptions, create_backend
 from fusion_ros.backends.base import Backend
-from fusion_ros.color import bgr_to_ycrcb, ir_to_unit, to_uint8, to_unit, ycrcb_to_bgr
-from fusion_ros.model_card import ModelCard, load_card
-from fusion_ros.registration import Registration, make_registration, register_ir
+from fusion_ros.core.color import bgr_to_ycrcb, ir_to_unit, to_uint8, to_unit, ycrcb_to_bgr
+from fusion_ros.core.model_card import ModelCard, load_card
+from fusion_ros.core.registration import Registration, make_registration, register_ir
 
 # The target-aware SeAFusion (issue 12): it keeps more of people's and vehicles' contrast than the
 # content-only model at the same standard metrics (README, "The shipped models").
 DEFAULT_MODEL_NAME = 'seafusion_target.onnx'
-DEFAULT_MODEL = Path(__file__).resolve().parent.parent / 'models' / DEFAULT_MODEL_NAME
+DEFAULT_MODEL = Path(__file__).resolve().parents[2] / 'models' / DEFAULT_MODEL_NAME
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,9 @@ from tqdm import tqdm
 
 from fusion_ros.backends import BackendOptions
 from fusion_ros.backends.base import BackendError
-from fusion_ros.imageio import pair_folders, read_ir, read_visible, shadowed_reason, write_image_atomic
-from fusion_ros.pipeline import FusionPipeline, IrGain
-from fusion_ros.registration import REGISTRATION_MODES, make_registration
+from fusion_ros.core.imageio import pair_folders, read_ir, read_visible, shadowed_reason, write_image_atomic
+from fusion_ros.core.pipeline import FusionPipeline, IrGain
+from fusion_ros.core.registration import REGISTRATION_MODES, make_registration
 
 
 @dataclass

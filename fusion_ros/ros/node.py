@@ -27,19 +27,19 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
 
-from fusion_ros import codec
-from fusion_ros.echo import clip
-from fusion_ros.health import assess, HealthLimits
-from fusion_ros.log_throttle import reason_key, ReasonThrottle
-from fusion_ros.mailbox import Mailbox
-from fusion_ros.masks import colorize_mask, overlay_ids
-from fusion_ros.node_params import backend_options, BY_NAME, PARAMS, problems, validate
-from fusion_ros.pairing import IR, make_pairer, STREAM_NAMES, VISIBLE
-from fusion_ros.pipeline import FusionPipeline, IrGain
-from fusion_ros.registration import make_registration
-from fusion_ros.stamps import StampGuard, StampVerdict
-from fusion_ros.stats import NodeStats
-from fusion_ros.worker import SupervisedWorker
+from fusion_ros.core.masks import colorize_mask, overlay_ids
+from fusion_ros.core.pipeline import FusionPipeline, IrGain
+from fusion_ros.core.registration import make_registration
+from fusion_ros.ros import codec
+from fusion_ros.ros.echo import clip
+from fusion_ros.ros.health import assess, HealthLimits
+from fusion_ros.ros.log_throttle import reason_key, ReasonThrottle
+from fusion_ros.ros.mailbox import Mailbox
+from fusion_ros.ros.node_params import backend_options, BY_NAME, PARAMS, problems, validate
+from fusion_ros.ros.pairing import IR, make_pairer, STREAM_NAMES, VISIBLE
+from fusion_ros.ros.stamps import StampGuard, StampVerdict
+from fusion_ros.ros.stats import NodeStats
+from fusion_ros.ros.worker import SupervisedWorker
 
 LOG_PERIOD_S = 2.0   # each kind of warning or error is logged at most once per period
 

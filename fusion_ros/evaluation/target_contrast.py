@@ -15,7 +15,7 @@ labelled box (YOLO format, as in msrs/boxes) on the gray images:
 Retention can exceed 1 (the fused image separates the target more than either source). The
 report gives the mean and the median, overall and per class, for every method and for the
 sources themselves (how much the IR or the visible image alone keeps), plus an empirical CDF.
-Images are gray exactly as fusion_ros.metrics reads them; IR of another size is resized into the
+Images are gray exactly as fusion_ros.evaluation.metrics reads them; IR of another size is resized into the
 visible frame, as ``fusion-ros fuse`` registers it by default.
 """
 
@@ -29,10 +29,10 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from fusion_ros.imageio import list_images, pair_folders, write_bytes_atomic
-from fusion_ros.mask_io import BOX_CLASSES, box_to_pixels, parse_yolo_boxes
-from fusion_ros.metrics import pixel_baselines, read_gray
-from fusion_ros.plots import plot_cdfs
+from fusion_ros.core.imageio import list_images, pair_folders, write_bytes_atomic
+from fusion_ros.evaluation.mask_io import BOX_CLASSES, box_to_pixels, parse_yolo_boxes
+from fusion_ros.evaluation.metrics import pixel_baselines, read_gray
+from fusion_ros.evaluation.plots import plot_cdfs
 
 MIN_BOX_PIXELS = 36
 MIN_SOURCE_CONTRAST = 2.0

@@ -35,11 +35,11 @@ def run(args: argparse.Namespace) -> int:
     """Dispatch the verb; errors are printed and give exit code 2."""
     try:
         if args.verb == 'make':
-            from fusion_ros.bag import write_pairs_bag
+            from fusion_ros.ros.bag import write_pairs_bag
             count = write_pairs_bag(args.pairs, args.out, fps=args.fps, storage=args.storage)
             print(f'wrote {count} pairs to {args.out}')
             return 0
-        from fusion_ros.replay import replay_bag, write_report
+        from fusion_ros.ros.replay import replay_bag, write_report
         result = replay_bag(args.bag, args.model, args.ir_topic, args.vis_topic, realtime=args.realtime)
         report = write_report(result, args.bag, args.out)
     except (ValueError, FileNotFoundError, FileExistsError, TimeoutError, RuntimeError) as err:

@@ -3,14 +3,14 @@
 
 Fused files are matched to the IR + visible pairs by file stem (a fused image
 keeps the visible file's name; extensions may differ). Metrics follow the
-CDDFuse evaluator conventions (see fusion_ros.metrics) so that the numbers can
+CDDFuse evaluator conventions (see fusion_ros.evaluation.metrics) so that the numbers can
 be set beside published tables. Several methods can be compared at once
 (--extra NAME=DIR), optionally together with the trivial pixel-wise max and
 mean fusions of the sources (--baselines), which every learned method should
 beat. Missing partners and unreadable files are reported and skipped. With
 --segmenter and --masks it also runs the task-driven evaluation: mIoU of one
-segmenter on the visible, infrared and every fused image (fusion_ros.task_eval). With --boxes
-it reports how much of each labelled target's contrast every method keeps (fusion_ros.target_contrast).
+segmenter on the visible, infrared and every fused image (fusion_ros.evaluation.task_eval). With --boxes
+it reports how much of each labelled target's contrast every method keeps (fusion_ros.evaluation.target_contrast).
 
 Writes per_image.csv (main method), per_image_<method>.csv (the others),
 summary.json, summary.md and one cdf_<metric>.png per metric.
@@ -34,12 +34,12 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from fusion_ros import target_contrast
-from fusion_ros.imageio import pair_folders, read_image, scan_images, shadowed_reason, write_bytes_atomic
-from fusion_ros.mask_io import MASK_FORMATS
-from fusion_ros.metrics import compute_all, METRIC_NAMES, pixel_baselines
-from fusion_ros.plots import plot_cdfs
-from fusion_ros.task_eval import SegmenterRunner, segmentation_markdown, segmentation_scores, \
+from fusion_ros.core.imageio import pair_folders, read_image, scan_images, shadowed_reason, write_bytes_atomic
+from fusion_ros.evaluation import target_contrast
+from fusion_ros.evaluation.mask_io import MASK_FORMATS
+from fusion_ros.evaluation.metrics import compute_all, METRIC_NAMES, pixel_baselines
+from fusion_ros.evaluation.plots import plot_cdfs
+from fusion_ros.evaluation.task_eval import SegmenterRunner, segmentation_markdown, segmentation_scores, \
     write_segmentation_report
 
 BASELINES = ('max', 'mean')
