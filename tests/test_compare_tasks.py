@@ -43,8 +43,17 @@ def test_each_task_is_fused_scored_and_written_to_the_cards(identity_model, tmp_
     text = (tmp_path / 'out' / 'summary.md').read_text()
     assert '### mri_ct (2 pairs: mri as infrared, ct as visible)' in text and '| identity |' in text
     assert json.loads((tmp_path / 'out' / 'summary.json').read_text()) == summary
-    card = json.loads(identity_model.with_suffix('.json').read_text())
-    assert card['provenance']['other_tasks'] == summary
+    card = json.loads(identity_model.with_suffix('.json').read_text())['provenance']['other_tasks']
+    assert card['see'] == 'out/summary.json' and card['command'] == summary['command']
+    assert card['tasks']['mri_ct'] == {**ct, 'metrics_mean': {'identity': ct['metrics_mean']['identity']}}
+
+
+def test_a_card_keeps_its_own_rows_of_a_table_of_many_models():
+    table = {'command': 'c', 'pairs': 3, 'metrics_mean': {'a': {'EN': 1}, 'b': {'EN': 2}, 'max': {'EN': 3}},
+             'speed': {'source': 's', 'models': {'b': 9}}, 'relative': {'reference': 'b', 'methods': {'a': 1, 'b': 1}}}
+    assert compare.own_rows(table, {'a', 'b'}, 'a') == {
+        'command': 'c', 'pairs': 3, 'metrics_mean': {'a': {'EN': 1}}, 'speed': {'source': 's', 'models': {}},
+        'relative': {'reference': 'b', 'methods': {'a': 1}}}
 
 
 def test_a_missing_task_folder_is_named_before_anything_is_fused(identity_model, tmp_path):

@@ -39,7 +39,7 @@ def test_default_keeps_more_target_contrast_at_the_same_metrics():
     """The rule the default was chosen by (issue 12), checked on the comparison its card carries."""
     card = load_card(MODEL)
     assert card.provenance['training']['config']['objective'] == 'seafusion_target'
-    comparison = card.provenance['comparison']
+    comparison = json.loads((MODEL.parent / card.provenance['comparison']['see']).read_text())
     contrast = comparison['target_contrast']['summary']
     person = {m: contrast[m]['per_class']['person']['mean'] for m in ('seafusion', 'seafusion_target')}
     assert person['seafusion_target'] > person['seafusion'] + 0.05
@@ -47,6 +47,21 @@ def test_default_keeps_more_target_contrast_at_the_same_metrics():
     eight = ('EN', 'SD', 'SF', 'AG', 'MI', 'SCD', 'VIF', 'Qabf')
     ratio = np.mean([means['seafusion_target'][m] / means['seafusion'][m] for m in eight])
     assert ratio >= 0.98
+
+
+@pytest.mark.parametrize('card', sorted((REPO / 'models').glob('*.json')), ids=lambda p: p.name)
+def test_cards_hold_their_own_model_only(card):
+    """Issue 19: no card repeats the other models' rows; the tables live once in models/comparison/."""
+    raw = json.loads(card.read_text())
+    assert card.stat().st_size < 25_000, card.stat().st_size
+    stem = card.stem.removesuffix('_float')
+    for key in ('comparison', 'other_tasks'):
+        entry = raw.get('provenance', {}).get(key)
+        if entry is not None:
+            assert (card.parent / entry['see']).is_file()
+            means = entry['metrics_mean'] if key == 'comparison' else \
+                {m for task in entry['tasks'].values() for m in task['metrics_mean']}
+            assert set(means) == {stem}, (key, set(means))
 
 
 def test_holdout_samples_were_never_trained_on():
@@ -80,11 +95,15 @@ def test_demo_command_writes_the_report(tmp_path, capsys):
 def test_mask_models_are_shipped_with_their_mask_and_comparison(name, kind):
     card = load_card(REPO / 'models' / name)
     assert card.mask['kind'] == kind and card.mask['output'] in {t.name for t in card.outputs}
-    comparison = card.provenance['comparison']
+    own = card.provenance['comparison']
+    comparison = json.loads((REPO / 'models' / own['see']).read_text())
     assert {'seafusion', 'seafusion_seg', 'sgfusion', 'max', 'mean'} <= set(comparison['metrics_mean'])
-    assert comparison['pairs'] == len(card.provenance['data']['holdout']['names'])
+    assert own['pairs'] == comparison['pairs'] == len(card.provenance['data']['holdout']['names'])
     scores = comparison['segmentation']['scores']
     assert {'visible', 'infrared', 'seafusion', 'seafusion_seg', 'sgfusion'} <= set(scores)
+    stem = Path(name).stem
+    assert own['metrics_mean'] == {stem: comparison['metrics_mean'][stem]}
+    assert own['segmentation']['scores'] == {stem: scores[stem]}
     result = FusionPipeline.from_model(REPO / 'models' / name, threads=1).fuse(
         read_ir(PAIRS / 'ir' / '00091D.png'), read_visible(PAIRS / 'vi' / '00091D.png'))
     assert result.mask.shape == result.fused_bgr.shape[:2] and result.mask.dtype == np.uint8

@@ -94,16 +94,26 @@ def test_compare_fuses_the_common_holdout_and_fills_the_cards(exported, exported
     compare.main(['--models', *map(str, models), '--runs', *map(str, runs), '--config', str(config),
                   '--segmenter', str(segmenter), '--out', str(tmp_path / 'cmp'), '--work', str(tmp_path / 'work'),
                   '--threads', '1'])
-    card = json.loads((tmp_path / 'sgfusion.json').read_text())['provenance']['comparison']
-    assert card['pairs'] == 2 and set(card['metrics_mean']) == {'seafusion', 'sgfusion', 'max', 'mean'}
-    assert set(card['segmentation']['scores']) == {'visible', 'infrared', 'seafusion', 'sgfusion'}
-    assert json.loads((tmp_path / 'seafusion_float.json').read_text())['provenance']['comparison'] == card
-    contrast = card['target_contrast']['summary']
+    full = json.loads((tmp_path / 'cmp' / 'comparison.json').read_text())
+    assert full['pairs'] == 2 and set(full['metrics_mean']) == {'seafusion', 'sgfusion', 'max', 'mean'}
+    assert set(full['segmentation']['scores']) == {'visible', 'infrared', 'seafusion', 'sgfusion'}
+    contrast = full['target_contrast']['summary']
     assert set(contrast) == {'infrared', 'visible', 'seafusion', 'sgfusion', 'max', 'mean'}
     assert contrast['seafusion']['overall']['n'] > 0 and (tmp_path / 'cmp' / 'target_contrast.md').is_file()
-    assert card['grid']['scenes'] == ['00091D', '01028N'] and (tmp_path / 'cmp' / 'grid.png').stat().st_size > 10_000
-    relative = card['relative']
-    assert relative['reference'] == 'seafusion' and relative['methods']['seafusion']['mean'] == pytest.approx(1.0)
+    assert full['grid']['scenes'] == ['00091D', '01028N'] and (tmp_path / 'cmp' / 'grid.png').stat().st_size > 10_000
+    assert full['relative']['reference'] == 'seafusion'
+    assert full['relative']['methods']['seafusion']['mean'] == pytest.approx(1.0)
+    # each card: its own rows only, and where the whole table is
+    card = json.loads((tmp_path / 'sgfusion.json').read_text())['provenance']['comparison']
+    assert card['see'] == 'cmp/comparison.json' and card['pairs'] == 2
+    assert card['metrics_mean'] == {'sgfusion': full['metrics_mean']['sgfusion']}
+    assert card['segmentation']['scores'] == {'sgfusion': full['segmentation']['scores']['sgfusion']}
+    assert card['target_contrast']['summary'] == {'sgfusion': contrast['sgfusion']}
+    assert card['relative'] == {'reference': 'seafusion', 'methods': {'sgfusion': full['relative']['methods']['sgfusion']}}
+    uint8, float_ = (json.loads((tmp_path / f'seafusion{s}.json').read_text())['provenance']['comparison']
+                     for s in ('', '_float'))
+    assert uint8 == float_ and set(uint8['metrics_mean']) == {'seafusion'}
+    assert len(json.dumps(card)) < len(json.dumps(full)) / 2
     assert '| sgfusion |' in (tmp_path / 'cmp' / 'relative.md').read_text()
     (runs[1] / 'val_names.txt').write_text('00091D\n')
     with pytest.raises(ValueError, match='held out other pairs'):

@@ -1,5 +1,5 @@
 """
-Compare every shipped model on the same held-out pairs and write the comparison into their cards.
+Compare every shipped model on the same held-out pairs; each card keeps its own rows and points here.
 
     python -m training.compare --models models/seafusion.onnx models/seafusion_seg.onnx models/sgfusion.onnx \
         --runs runs/seafusion runs/seafusion_seg runs/sgfusion --config training/configs/seafusion_seg.yaml \
@@ -14,13 +14,14 @@ the config's held-out source), and, where that source has YOLO boxes, by target 
 each labelled person's or vehicle's contrast survives, fusion_ros.evaluation.target_contrast). Tables go to
 ``--out`` (summary.md, relative.md: each metric as a fraction of the ``--reference`` model's, segmentation.md,
 target_contrast.md, with ``--timings`` speed.md, and JSON) with
-``grid.png`` (2 day and 2 night scenes: IR, visible and every model side by side), and each model's card
-(uint8 and float) gets a ``comparison`` entry with the same numbers. Speeds are read from a
+``grid.png`` (2 day and 2 night scenes: IR, visible and every model side by side). Each model's card
+(uint8 and float) gets a ``comparison`` entry with its own rows only and the path of comparison.json. Speeds are read from a
 benchmarks/cpu.py sweep (``--timings``), never timed here, so the comparison may run beside other work.
 """
 
 import argparse
 import json
+import os
 from pathlib import Path
 import sys
 from typing import Optional
@@ -50,14 +51,35 @@ def common_holdout(runs: list[Path]) -> Path:
     return first
 
 
-def add_to_cards(models: list[Path], comparison: dict, key: str = 'comparison') -> None:
-    """Insert the comparison under provenance[key] in the uint8 and float cards of every model (sha256 untouched)."""
+def own_rows(table, stems: set[str], stem: str):
+    """
+    What a comparison says about one model: in every mapping keyed by compared models, that model's entry only.
+
+    Why: a card describes its model. The whole table (every model, the baselines) lives once in the
+    comparison folder the card points to; copied into every card it made each card ~50 KB of the others.
+    """
+    if not isinstance(table, dict):
+        return table
+    if stems & set(table):
+        return {stem: own_rows(table[stem], stems, stem)} if stem in table else {}
+    return {key: own_rows(value, stems, stem) for key, value in table.items()}
+
+
+def add_to_cards(models: list[Path], comparison: dict, source: Path, key: str = 'comparison') -> None:
+    """
+    Put each model's own rows of the comparison under provenance[key] in its uint8 and float cards.
+
+    The entry names the full table (`source`, relative to the card) and keeps the command that made it;
+    the graphs' sha256 are untouched.
+    """
+    stems = {model.stem for model in models}
     for model in models:
         for path in (model, model.with_name(model.stem + '_float.onnx')):
             card_file = card_path_for(path)
             if card_file.is_file():
                 card = json.loads(card_file.read_text())
-                card['provenance'][key] = comparison
+                see = os.path.relpath(Path(source).resolve(), card_file.parent.resolve())
+                card['provenance'][key] = {'see': see, **own_rows(comparison, stems, model.stem)}
                 card_file.write_text(json.dumps(card, indent=2) + '\n')
 
 
@@ -220,7 +242,7 @@ def main(argv: Optional[list[str]] = None) -> None:
         print((args.out / 'speed.md').read_text())
     comparison['grid'] = {'file': 'grid.png', 'scenes': save_grid(pairs, fused, args.out / 'grid.png')}
     (args.out / 'comparison.json').write_text(json.dumps(comparison, indent=2) + '\n')
-    add_to_cards(args.models, comparison)
+    add_to_cards(args.models, comparison, args.out / 'comparison.json')
     print((args.out / 'summary.md').read_text())
     print((args.out / 'relative.md').read_text())
 

@@ -10,7 +10,8 @@ Each task feeds its two folders the way the node feeds its cameras: the first fo
 single-channel (infrared) input, the second the colour (visible) input whose chroma the fused image
 keeps, so the colour of PET and SPECT survives. Fused images go to ``--work``; each task is scored
 with the metrics of metrics.md beside the pixel max and mean baselines. ``--out`` gets summary.md
-(one table per task) and summary.json, and each model's card gets an ``other_tasks`` entry.
+(one table per task) and summary.json; each model's card gets an ``other_tasks`` entry with its own
+rows and the path of summary.json.
 """
 
 import argparse
@@ -102,7 +103,7 @@ def main(argv: Optional[list[str]] = None) -> dict:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / 'summary.json').write_text(json.dumps(summary, indent=2) + '\n')
     (args.out / 'summary.md').write_text(markdown(results))
-    add_to_cards(args.models, summary, key='other_tasks')
+    add_to_cards(args.models, summary, args.out / 'summary.json', key='other_tasks')
     print(markdown(results))
     return summary
 
