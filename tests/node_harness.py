@@ -16,7 +16,7 @@ from rclpy.executors import MultiThreadedExecutor  # noqa: E402
 from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import qos_profile_sensor_data, QoSProfile  # noqa: E402
-from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image  # noqa: E402
 
 from fusion_ros.core.imageio import read_ir, read_visible  # noqa: E402
 from fusion_ros.ros import codec  # noqa: E402
@@ -45,8 +45,10 @@ class Harness:
         self.executor.add_node(self.node)
         self.executor.add_node(self.peer)
         self._spinner = SpinThread(self.executor).start()
-        self.pub_ir = self.peer.create_publisher(Image, 'ir/image', input_qos)
-        self.pub_vis = self.peer.create_publisher(Image, 'visible/image', input_qos)
+        self.pub_ir, self.pub_vis = (  # image_transport's type and topic for each input's transport
+            self.peer.create_publisher(CompressedImage, f'{name}/image/compressed', input_qos)
+            if params.get(f'{name}__transport') == 'compressed' else
+            self.peer.create_publisher(Image, f'{name}/image', input_qos) for name in ('ir', 'visible'))
         self.pub_info = self.peer.create_publisher(CameraInfo, 'visible/camera_info', input_qos)
 
     def record(self, msg_type, topic):

@@ -47,9 +47,9 @@ def test_every_bad_input_is_skipped_and_the_node_keeps_fusing(harness_factory, e
     truncated.data = truncated.data[:100]
     zero = image_msg(VIS, 'bgr8', 2, 'visible_cam')
     zero.height = 0
-    yuv = image_msg(VIS, 'bgr8', 3, 'visible_cam')
-    yuv.encoding = 'yuv422'
-    cases = [truncated, zero, yuv]
+    unknown = image_msg(VIS, 'bgr8', 3, 'visible_cam')
+    unknown.encoding = 'bgr16'       # a ROS encoding no camera input here decodes
+    cases = [truncated, zero, unknown]
     for k, bad in enumerate(cases, start=1):
         h.pub_ir.publish(image_msg(IR, 'mono8', bad.header.stamp.sec, 'ir_cam'))
         h.pub_vis.publish(bad)

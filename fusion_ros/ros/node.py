@@ -25,17 +25,18 @@ from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValu
 from rclpy.executors import ExternalShutdownException
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from fusion_ros.core.masks import colorize_mask, overlay_ids
-from fusion_ros.core.pipeline import FusionPipeline, IrGain
+from fusion_ros.core.compressed import CompressedImageError, transport_topic
+from fusion_ros.core.pipeline import FusionPipeline
 from fusion_ros.core.registration import make_registration
 from fusion_ros.ros import codec
 from fusion_ros.ros.echo import clip
 from fusion_ros.ros.health import assess, HealthLimits
 from fusion_ros.ros.log_throttle import reason_key, ReasonThrottle
 from fusion_ros.ros.mailbox import Mailbox
-from fusion_ros.ros.node_params import backend_options, BY_NAME, PARAMS, problems, validate
+from fusion_ros.ros.node_params import backend_options, BY_NAME, ir_gain, PARAMS, problems, radiometry, validate
 from fusion_ros.ros.pairing import IR, make_pairer, STREAM_NAMES, VISIBLE
 from fusion_ros.ros.stamps import StampGuard, StampVerdict
 from fusion_ros.ros.stats import NodeStats
@@ -142,9 +143,9 @@ class FusionNode(LifecycleNode):
         """
         homography = values['registration.homography'] if values['registration.mode'] == 'homography' else None
         self.pipeline.registration = make_registration(values['registration.mode'], homography)
-        high = values['ir_gain.high'] or None
-        self.pipeline.ir_gain = IrGain(values['ir_gain.mode'], values['ir_gain.low'], high,
-                                       (values['ir_gain.percentile_low'], values['ir_gain.percentile_high']))
+        self.pipeline.ir_gain = ir_gain(values)
+        self.ir_units = (values['ir.temperature_unit'], radiometry(values))
+        self.jpeg_quality = values['output.jpeg_quality']
         pairing = (values['pairing.mode'], values['pairing.queue_size'], values['pairing.slop'])
         if pairing != self._pairing_settings:
             with self._pair_lock:
@@ -180,6 +181,11 @@ class FusionNode(LifecycleNode):
         if self.pipeline.card.mask and values['publish_mask']:
             self._pubs['mask'] = self.create_lifecycle_publisher(Image, 'fused/mask', out_qos)
             self._pubs['mask_color'] = self.create_lifecycle_publisher(Image, 'fused/mask_color', out_qos)
+        if values['output.compressed']:   # image_transport's names: <base topic>/compressed
+            for key, topic in (('image', 'fused/image'), ('mask_color', 'fused/mask_color')):
+                if key in self._pubs:
+                    self._pubs[f'{key}_jpeg'] = self.create_lifecycle_publisher(
+                        CompressedImage, transport_topic(topic, 'compressed'), out_qos)
         self._diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
         self._diag_timer = self.create_timer(values['diagnostics_period'],
                                              lambda: self._guard('diagnostics', self._publish_diagnostics))
@@ -194,11 +200,8 @@ class FusionNode(LifecycleNode):
             self.pairer.reset()
         self.stats.activated()
         self._worker.start(prepare=self.mailbox.reopen)
-        self._subs = [
-            self._subscribe(Image, 'ir/image', lambda m: self._guard('ir callback', self._on_image, IR, m), in_qos),
-            self._subscribe(Image, 'visible/image', lambda m: self._guard('visible callback', self._on_image, VISIBLE,
-                                                                          m), in_qos),
-            self._subscribe(CameraInfo, 'visible/camera_info', self._on_camera_info, in_qos)]
+        self._subs = [self._subscribe_images(stream, in_qos) for stream in (IR, VISIBLE)]
+        self._subs.append(self._subscribe(CameraInfo, 'visible/camera_info', self._on_camera_info, in_qos))
         return super().on_activate(state)
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -257,6 +260,20 @@ class FusionNode(LifecycleNode):
                 throttle_duration_sec=5.0)
         return self.create_subscription(msg_type, topic, callback, qos,
                                         event_callbacks=SubscriptionEventCallbacks(incompatible_qos=incompatible))
+
+    def _subscribe_images(self, stream: int, qos: QoSProfile):
+        """
+        Subscribe to one camera with its transport's type and topic.
+
+        Callbacks only pair: a compressed frame stays compressed in the pairer and the mailbox and is
+        decoded by the inference thread when it takes the pair, so a frame that is never fused
+        (replaced in the mailbox, unpaired) never costs a decode.
+        """
+        name = STREAM_NAMES[stream]
+        transport = self.get_parameter(f'{name}.transport').value
+        msg_type = CompressedImage if transport == 'compressed' else Image
+        return self._subscribe(msg_type, transport_topic(f'{name}/image', transport),
+                               lambda m: self._guard(f'{name} callback', self._on_image, stream, m), qos)
 
     def _qos(self, which: str) -> QoSProfile:
         reliability = self.get_parameter(f'qos.{which}.reliability').value
@@ -333,6 +350,9 @@ class FusionNode(LifecycleNode):
         self.stats.busy(time.monotonic())
         try:
             self._fuse_and_publish(ir_msg, vis_msg)
+        except CompressedImageError as err:   # before ValueError, its base: counted apart on /diagnostics
+            self.stats.count('bad_payloads')
+            self._skip(clip(str(err)), paired=True)
         except ValueError as err:
             self._skip(clip(str(err)), paired=True)
         except Exception as err:  # BackendError, cv2.error, RCLError on publish...: this pair is lost, not the node
@@ -344,8 +364,8 @@ class FusionNode(LifecycleNode):
 
     def _fuse_and_publish(self, ir_msg: Image, vis_msg: Image) -> None:
         started = time.perf_counter()
-        ir = codec.to_mono(codec.image_to_array(ir_msg), ir_msg.encoding)
-        vis = codec.to_bgr(codec.image_to_array(vis_msg), vis_msg.encoding)
+        ir = codec.to_mono(*self._decode(IR, ir_msg), *self.ir_units)
+        vis = codec.to_bgr(*self._decode(VISIBLE, vis_msg))
         encoding, (alpha, palette) = self.output_encoding, self.mask_style
         inference_started = time.perf_counter()
         result = self.pipeline.fuse(ir, vis)
@@ -355,20 +375,45 @@ class FusionNode(LifecycleNode):
             (height, width), (out_h, out_w) = vis.shape[:2], result.fused_bgr.shape[:2]
             self._log(self.get_logger().warning, f'frame {width}x{height} is above max_input_pixels '
                       f'{self.pipeline.max_input_pixels}: fused at {out_w}x{out_h}')
-        out = codec.from_bgr(result.fused_bgr, encoding)
-        image = codec.array_to_image(out, encoding, header=vis_msg.header)
-        self._pubs['image'].publish(image)
+        if self._wanted('image'):
+            out = codec.from_bgr(result.fused_bgr, encoding)
+            self._pubs['image'].publish(codec.array_to_image(out, encoding, header=vis_msg.header))
+        self._publish_jpeg('image_jpeg', result.fused_bgr, vis_msg.header)
         if self._camera_info is not None:
-            info = scaled_camera_info(self._camera_info, image.width, image.height)
+            info = scaled_camera_info(self._camera_info, result.fused_bgr.shape[1], result.fused_bgr.shape[0])
             info.header = vis_msg.header
             self._pubs['info'].publish(info)
         if 'mask' in self._pubs and result.mask is not None:
             self._pubs['mask'].publish(codec.array_to_image(result.mask, 'mono8', header=vis_msg.header))
             ids = overlay_ids(result.mask, self.pipeline.card.mask.get('kind', 'classes'))
             overlay = colorize_mask(result.fused_bgr, ids, alpha, palette)
-            self._pubs['mask_color'].publish(codec.array_to_image(overlay, 'bgr8', header=vis_msg.header))
+            if self._wanted('mask_color'):
+                self._pubs['mask_color'].publish(codec.array_to_image(overlay, 'bgr8', header=vis_msg.header))
+            self._publish_jpeg('mask_color_jpeg', overlay, vis_msg.header)
         total_ms = (time.perf_counter() - started) * 1000
         self.stats.published(stamp_ns(vis_msg), self.get_clock().now().nanoseconds, total_ms - inference_ms)
+
+    def _decode(self, stream: int, msg: Any) -> tuple[np.ndarray, str]:
+        """Decode a raw or compressed frame (inference thread only); a bad payload's error names the stream."""
+        try:
+            return codec.message_to_array(msg)
+        except CompressedImageError as err:
+            raise CompressedImageError(f'{STREAM_NAMES[stream]}: {err}') from None
+
+    def _wanted(self, key: str) -> bool:
+        """
+        Whether an image output exists and has a subscriber.
+
+        A message that nobody receives still costs its building (a 6 MB copy for raw bgr8 at 1080p, a
+        JPEG encode for compressed), so outputs without subscribers are skipped, as image_pipeline does.
+        """
+        pub = self._pubs.get(key)
+        return pub is not None and pub.get_subscription_count() > 0
+
+    def _publish_jpeg(self, key: str, bgr: np.ndarray, header: Any) -> None:
+        """Publish bgr as JPEG on a compressed output, if it exists and has a subscriber."""
+        if self._wanted(key):
+            self._pubs[key].publish(codec.array_to_compressed(bgr, 'bgr8', self.jpeg_quality, header=header))
 
     # ---- diagnostics ------------------------------------------------------------------------
     def _publish_diagnostics(self) -> None:

@@ -60,6 +60,7 @@ class NodeStats:
         self.pairs = self.dropped = self.rejected = self.skipped_pairs = self.inference_failures = 0
         self.published_count = 0
         self.qos_incompatible = self.clock_jumps = self.downscaled = self.worker_restarts = 0
+        self.bad_payloads = 0     # compressed frames that could not be decoded (also counted as skipped)
         self.frames_received = [0, 0]
         self.active_since: Optional[float] = None
         self.last_frame: list[Optional[float]] = [None, None]
@@ -124,7 +125,7 @@ class NodeStats:
             self._worker_death = reason
 
     def count(self, counter: str) -> None:
-        """Add one to a plain counter (dropped, clock_jumps, downscaled, qos_incompatible)."""
+        """Add one to a plain counter (dropped, clock_jumps, downscaled, qos_incompatible, bad_payloads)."""
         with self._lock:
             setattr(self, counter, getattr(self, counter) + 1)
 
@@ -176,6 +177,7 @@ class NodeStats:
                 'inference failures': str(self.inference_failures),
                 'worker restarts': str(self.worker_restarts),
                 'clock jumps': str(self.clock_jumps), 'downscaled frames': str(self.downscaled),
+                'bad compressed payloads': str(self.bad_payloads),
                 'incompatible QoS events': str(self.qos_incompatible),
                 'evicted ir/visible': f'{pairing.evictions[0]}/{pairing.evictions[1]}',
                 'last skip reason': self.last_skip or 'none',
