@@ -1,7 +1,7 @@
 """
 `fusion-ros bag`: make a rosbag from paired image folders, or replay one through fusion_node.
 
-    fusion-ros bag make --pairs DIR --out BAG [--fps 10] [--storage sqlite3|mcap]
+    fusion-ros bag make --pairs DIR --out BAG [--fps 10] [--storage sqlite3|mcap] [--compressed [--jpeg-quality 90]]
     fusion-ros bag replay --bag BAG --out DIR [--model PATH] [--realtime]
 """
 
@@ -20,12 +20,17 @@ def add_parser(subparsers) -> None:
     make.add_argument('--out', required=True, type=Path, help='bag folder to create (must not exist)')
     make.add_argument('--fps', type=float, default=10.0)
     make.add_argument('--storage', choices=('sqlite3', 'mcap'), default='sqlite3')
+    make.add_argument('--compressed', action='store_true',
+                      help='write sensor_msgs/CompressedImage on <topic>/compressed: IR as PNG (16-bit kept), '
+                           'visible as JPEG')
+    make.add_argument('--jpeg-quality', type=int, default=90, help='JPEG quality of the visible frames (1..100)')
     replay = verbs.add_parser('replay', help='fuse every pair of a bag with fusion_node; quality + latency report')
     replay.add_argument('--bag', required=True, type=Path)
     replay.add_argument('--out', required=True, type=Path, help='report folder')
     replay.add_argument('--model', type=Path, help='ONNX model with card (default: shipped SeAFusion)')
-    replay.add_argument('--ir-topic', default='/ir/image')
-    replay.add_argument('--vis-topic', default='/visible/image')
+    replay.add_argument('--ir-topic', default='/ir/image', help='base topic; <topic>/compressed is used when the '
+                        'bag holds CompressedImage there')
+    replay.add_argument('--vis-topic', default='/visible/image', help='base topic, as --ir-topic')
     replay.add_argument('--realtime', action='store_true',
                         help="publish at the bag's pace (latency, drops) instead of one pair at a time")
     parser.set_defaults(func=run)
@@ -36,7 +41,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.verb == 'make':
             from fusion_ros.ros.bag import write_pairs_bag
-            count = write_pairs_bag(args.pairs, args.out, fps=args.fps, storage=args.storage)
+            count = write_pairs_bag(args.pairs, args.out, fps=args.fps, storage=args.storage,
+                                    compressed=args.compressed, jpeg_quality=args.jpeg_quality)
             print(f'wrote {count} pairs to {args.out}')
             return 0
         from fusion_ros.ros.replay import replay_bag, write_report

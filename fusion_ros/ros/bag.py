@@ -7,6 +7,10 @@ rclpy itself publishes. They are read back through
 `rclpy.serialization.deserialize_message`, so a replay publishes exactly the
 messages a camera driver would have published. Importing this module needs no
 ROS: rclpy and sensor_msgs are imported only by `read_bag_images`.
+
+With `compressed`, the pairs are written as image_transport's compressed transport
+records them: sensor_msgs/msg/CompressedImage on `<topic>/compressed`, infrared as PNG
+(16-bit files stay 16-bit), visible as JPEG.
 """
 
 from contextlib import contextmanager
@@ -22,11 +26,13 @@ from rosbags.typesys import get_typestore, Stores
 from rosbags.typesys.store import Typestore
 import yaml
 
+from fusion_ros.core import compressed as compression
 from fusion_ros.core.imageio import pair_folders, read_ir, read_visible
 from fusion_ros.ros.codec import array_to_fields
 
 EPOCH_NS = 1_700_000_000 * 10**9  # first stamp: a plausible wall-clock time (2023-11-14), not 0
 IMAGE = 'sensor_msgs/msg/Image'
+COMPRESSED_IMAGE = 'sensor_msgs/msg/CompressedImage'
 CAMERA_INFO = 'sensor_msgs/msg/CameraInfo'
 STORAGES = {'sqlite3': StoragePlugin.SQLITE3, 'mcap': StoragePlugin.MCAP}
 BAG_VERSION = 9  # rosbag2 metadata version of Jazzy and Kilted; rosbags writes 8 or 9
@@ -52,13 +58,27 @@ def _encoding(array: np.ndarray, path: Path) -> str:
     raise ValueError(f'{path}: cannot store a {array.dtype} image of shape {array.shape} as mono8, mono16 or bgr8')
 
 
+def _header(stamp_ns: int, frame_id: str):
+    """Return a rosbags std_msgs/msg/Header."""
+    types = _typestore().types
+    sec, nanosec = divmod(stamp_ns, 1_000_000_000)
+    return types['std_msgs/msg/Header'](stamp=types['builtin_interfaces/msg/Time'](sec=sec, nanosec=nanosec),
+                                        frame_id=frame_id)
+
+
+def _serialized_compressed(array: np.ndarray, path: Path, stamp_ns: int, frame_id: str, codec: str,
+                           quality: int) -> bytes:
+    """Serialise a frame as a CDR sensor_msgs/msg/CompressedImage in codec (png or jpeg)."""
+    text, payload = compression.encode(array, _encoding(array, path), codec, quality=quality)
+    msg = _typestore().types[COMPRESSED_IMAGE](header=_header(stamp_ns, frame_id), format=text, data=payload)
+    return bytes(_typestore().serialize_cdr(msg, COMPRESSED_IMAGE))
+
+
 def _serialized_image(array: np.ndarray, path: Path, stamp_ns: int, frame_id: str) -> bytes:
     """Serialise a frame as a CDR sensor_msgs/msg/Image (packed rows, little-endian 16-bit)."""
     types = _typestore().types
     fields = array_to_fields(array, _encoding(array, path))
-    sec, nanosec = divmod(stamp_ns, 1_000_000_000)
-    header = types['std_msgs/msg/Header'](stamp=types['builtin_interfaces/msg/Time'](sec=sec, nanosec=nanosec),
-                                          frame_id=frame_id)
+    header = _header(stamp_ns, frame_id)
     msg = types[IMAGE](header=header, height=fields['height'], width=fields['width'], encoding=fields['encoding'],
                        is_bigendian=0, step=fields['step'], data=np.frombuffer(fields['data'], dtype=np.uint8))
     return bytes(_typestore().serialize_cdr(msg, IMAGE))
@@ -76,7 +96,8 @@ def _pairs(pairs_dir: Path) -> list[tuple[Path, Path]]:
 
 
 def write_pairs_bag(pairs_dir: Path, bag_path: Path, fps: float = 10.0, ir_topic: str = '/ir/image',
-                    vis_topic: str = '/visible/image', storage: str = 'sqlite3', ir_offset_s: float = 0.0) -> int:
+                    vis_topic: str = '/visible/image', storage: str = 'sqlite3', ir_offset_s: float = 0.0,
+                    compressed: bool = False, jpeg_quality: int = 90) -> int:
     """
     Write the image pairs of a folder to a new rosbag2 bag as sensor_msgs/msg/Image; return the pair count.
 
@@ -84,8 +105,9 @@ def write_pairs_bag(pairs_dir: Path, bag_path: Path, fps: float = 10.0, ir_topic
     Pair k is stamped EPOCH_NS + k / fps seconds (IR: plus ir_offset_s) with frame
     ids 'ir_camera' and 'visible_camera'; the log time of every message equals its
     header stamp, and messages are written in log-time order. IR is mono8, or
-    mono16 for 16-bit files; visible is bgr8, or mono8 for gray files. A bag that
-    fails half-way is removed.
+    mono16 for 16-bit files; visible is bgr8, or mono8 for gray files. With
+    compressed, both are CompressedImage on `<topic>/compressed`: IR as PNG (lossless,
+    16-bit kept), visible as JPEG of jpeg_quality. A bag that fails half-way is removed.
     """
     pairs_dir, bag_path = Path(pairs_dir), Path(bag_path)
     if storage not in STORAGES:
@@ -103,19 +125,24 @@ def write_pairs_bag(pairs_dir: Path, bag_path: Path, fps: float = 10.0, ir_topic
     offset_ns = round(ir_offset_s * 1e9)
     if EPOCH_NS + offset_ns < 0:
         raise ValueError(f'ir_offset_s {ir_offset_s} would give IR stamps before 1970')
-    # (log time, IR before visible on ties, topic, file, reader, frame id), written in this order
-    plan: list[tuple[int, int, str, Path, Callable[[Path], np.ndarray], str]] = []
+    transport = 'compressed' if compressed else 'raw'
+    ir_topic, vis_topic = (compression.transport_topic(t, transport) for t in (ir_topic, vis_topic))
+    # (log time, IR before visible on ties, topic, file, reader, frame id, codec), written in this order
+    plan: list[tuple[int, int, str, Path, Callable[[Path], np.ndarray], str, str]] = []
     for k, (ir_path, vis_path) in enumerate(pairs):
         stamp = EPOCH_NS + round(k * 1e9 / fps)
-        plan.append((stamp + offset_ns, 0, ir_topic, ir_path, read_ir, IR_FRAME))
-        plan.append((stamp, 1, vis_topic, vis_path, read_visible, VIS_FRAME))
+        plan.append((stamp + offset_ns, 0, ir_topic, ir_path, read_ir, IR_FRAME, 'png'))
+        plan.append((stamp, 1, vis_topic, vis_path, read_visible, VIS_FRAME, 'jpeg'))
     plan.sort(key=lambda entry: entry[:2])
     try:
         with Writer(bag_path, version=BAG_VERSION, storage_plugin=STORAGES[storage]) as writer:
-            connections = {topic: writer.add_connection(topic, IMAGE, typestore=_typestore())
+            connections = {topic: writer.add_connection(topic, COMPRESSED_IMAGE if compressed else IMAGE,
+                                                        typestore=_typestore())
                            for topic in (ir_topic, vis_topic)}
-            for stamp, _, topic, path, read, frame_id in plan:
-                writer.write(connections[topic], stamp, _serialized_image(read(path), path, stamp, frame_id))
+            for stamp, _, topic, path, read, frame_id, codec in plan:
+                data = (_serialized_compressed(read(path), path, stamp, frame_id, codec, jpeg_quality) if compressed
+                        else _serialized_image(read(path), path, stamp, frame_id))
+                writer.write(connections[topic], stamp, data)
     except BaseException:
         shutil.rmtree(bag_path, ignore_errors=True)
         raise
@@ -143,27 +170,28 @@ def _opened(bag_path: Path) -> Iterator[Reader]:
 
 def read_bag_images(bag_path: Path, topics: Optional[Sequence[str]] = None) -> Iterator[tuple[str, int, Any]]:
     """
-    Yield (topic, log time ns, message) for the Image and CameraInfo messages of a bag, in log-time order.
+    Yield (topic, log time ns, message) for the Image, CompressedImage and CameraInfo messages of a bag, in order.
 
-    Messages are real rclpy sensor_msgs.msg.Image / CameraInfo objects, made from
-    the stored CDR bytes by rclpy.serialization.deserialize_message. With topics
-    given, only those topics are read, and each must hold Image or CameraInfo
-    messages; other message types in the bag are skipped.
+    Messages are real rclpy sensor_msgs.msg objects, made from the stored CDR
+    bytes by rclpy.serialization.deserialize_message, in log-time order. With
+    topics given, only those topics are read, and each must hold one of these
+    types; other message types in the bag are skipped.
     """
     from rclpy.serialization import deserialize_message
-    from sensor_msgs.msg import CameraInfo, Image
+    from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
-    classes = {IMAGE: Image, CAMERA_INFO: CameraInfo}
+    classes = {IMAGE: Image, COMPRESSED_IMAGE: CompressedImage, CAMERA_INFO: CameraInfo}
     with _opened(bag_path) as reader:
         connections = [c for c in reader.connections
                        if c.msgtype in classes and (topics is None or c.topic in topics)]
         if topics is not None:
             missing = sorted(set(topics) - {c.topic for c in connections})
             if missing:
-                raise ValueError(f'{bag_path}: no Image/CameraInfo messages on {", ".join(missing)}; the bag has '
+                raise ValueError(f'{bag_path}: no Image/CompressedImage/CameraInfo messages on {", ".join(missing)}; '
+                                 f'the bag has '
                                  f'{", ".join(f"{c.topic} ({c.msgtype})" for c in reader.connections) or "no topics"}')
         elif not connections:
-            raise ValueError(f'{bag_path}: no {IMAGE} or {CAMERA_INFO} topics')
+            raise ValueError(f'{bag_path}: no {IMAGE}, {COMPRESSED_IMAGE} or {CAMERA_INFO} topics')
         for conn, timestamp, raw in reader.messages(connections=connections):
             yield conn.topic, timestamp, deserialize_message(bytes(raw), classes[conn.msgtype])
 

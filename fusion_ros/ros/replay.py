@@ -4,7 +4,9 @@ Replay a rosbag through fusion_node and report quality and latency.
 The node runs in process over real DDS, exactly as on the robot. `lockstep`
 (the default) publishes one pair and waits for its fused frame before the next,
 so every pair is fused and scored; `realtime` publishes at the bag's own pace
-and shows what the robot would see: latency and dropped frames.
+and shows what the robot would see: latency and dropped frames. A camera
+recorded compressed (CompressedImage on `<topic>/compressed`) is replayed
+compressed, into the node's compressed transport.
 """
 
 from dataclasses import dataclass
@@ -31,6 +33,22 @@ class ReplayResult:
     rejected: int
 
 
+def _bag_topic(bag: Path, topic: str) -> tuple[str, str]:
+    """
+    Return (topic in the bag, transport) for a camera topic: itself, or image_transport's `<topic>/compressed`.
+
+    A topic holding CompressedImage is compressed whatever its name; a missing topic is returned
+    as raw, so that reading it raises the error that lists what the bag has.
+    """
+    from fusion_ros.core.compressed import transport_topic
+    from fusion_ros.ros.bag import bag_summary, COMPRESSED_IMAGE
+    topics = bag_summary(bag)['topics']
+    for candidate in (topic, transport_topic(topic, 'compressed')):
+        if candidate in topics:
+            return candidate, 'compressed' if topics[candidate]['msgtype'] == COMPRESSED_IMAGE else 'raw'
+    return topic, 'raw'
+
+
 def _group_pairs(bag: Path, ir_topic: str, vis_topic: str) -> list[tuple[int, object, object]]:
     """Pair bag messages by equal header stamp (bags from `bag make` stamp both cameras alike)."""
     from fusion_ros.ros.bag import read_bag_images
@@ -52,18 +70,21 @@ def replay_bag(bag: Path, model: Optional[Path] = None, ir_topic: str = '/ir/ima
     from rclpy.lifecycle import TransitionCallbackReturn
     from rclpy.parameter import Parameter
     from rclpy.qos import qos_profile_sensor_data
-    from sensor_msgs.msg import Image
+    from sensor_msgs.msg import CompressedImage, Image
 
+    from fusion_ros.core.compressed import transport_topic
     from fusion_ros.ros import codec
     from fusion_ros.ros.in_process import matched_both_ways, SpinThread, wait_until
     from fusion_ros.ros.node import FusionNode, stamp_ns
 
+    (ir_topic, ir_transport), (vis_topic, vis_transport) = _bag_topic(bag, ir_topic), _bag_topic(bag, vis_topic)
     pairs = _group_pairs(bag, ir_topic, vis_topic)
     if not pairs:
         raise ValueError(f'{bag}: no IR/visible messages with equal stamps on {ir_topic} and {vis_topic}')
     context = rclpy.Context()
     rclpy.init(context=context)
-    overrides = [Parameter('threads', value=threads)] + \
+    overrides = [Parameter('threads', value=threads), Parameter('ir.transport', value=ir_transport),
+                 Parameter('visible.transport', value=vis_transport)] + \
         ([Parameter('model_path', value=str(model))] if model else [])
     node = FusionNode(context=context, parameter_overrides=overrides)
     peer = rclpy.create_node('fusion_replay', context=context)
@@ -87,8 +108,9 @@ def replay_bag(bag: Path, model: Optional[Path] = None, ir_topic: str = '/ir/ima
             raise RuntimeError('fusion_node did not configure/activate; see its log above')
         fused_sub = peer.create_subscription(Image, 'fused/image', on_fused, 10)
         qos = qos_profile_sensor_data if realtime else 10
-        pub_ir = peer.create_publisher(Image, 'ir/image', qos)
-        pub_vis = peer.create_publisher(Image, 'visible/image', qos)
+        pub_ir, pub_vis = (peer.create_publisher(CompressedImage if transport == 'compressed' else Image,
+                                                 transport_topic(base, transport), qos)
+                           for base, transport in (('ir/image', ir_transport), ('visible/image', vis_transport)))
         if not wait_until(lambda: matched_both_ways(node, (pub_ir, pub_vis), (fused_sub,)), timeout_s):
             raise TimeoutError(f'fusion_node and the replay did not match on DDS within {timeout_s} s')
         first = pairs[0][0]
@@ -122,8 +144,8 @@ def write_report(result: ReplayResult, bag: Path, out: Path) -> dict:
     rows = {}
     for stamp, image in sorted(result.fused.items()):
         ir_msg, vis_msg = result.sources[stamp]
-        ir = codec.to_mono(codec.image_to_array(ir_msg), ir_msg.encoding)
-        vis = codec.to_bgr(codec.image_to_array(vis_msg), vis_msg.encoding)
+        ir = codec.to_mono(*codec.message_to_array(ir_msg))
+        vis = codec.to_bgr(*codec.message_to_array(vis_msg))
         if ir.shape != vis.shape[:2] or ir.dtype != np.uint8:
             continue   # the metrics need 8-bit sources in one frame; the image is still counted below
         rows[stamp] = metrics.compute_all(metrics.as_gray(image), metrics.as_gray(ir), metrics.as_gray(vis))
