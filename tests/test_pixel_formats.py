@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from fusion_ros.core import pixel_formats as pf
-from fusion_ros.core.color import ir_to_unit
+from fusion_ros.core.color import fixed_range_to_uint8, ir_to_unit, to_uint8
 
 # A colour whose three channels differ, so any channel swap or wrong mosaic phase shows.
 B, G, R = 30, 100, 200
@@ -143,3 +143,16 @@ def test_unknown_or_misshapen_buffers_name_the_encoding():
         pf.to_bgr8(np.zeros((2, 2), np.float32), '32FC1')
     with pytest.raises(ValueError, match='raw camera encodings'):
         pf.to_ir_plane(np.zeros((2, 2), np.uint8), 'bgr8')
+
+
+@pytest.mark.parametrize('dtype,low,high', [(np.uint16, 29315.000000000004, 31315.0), (np.uint16, 0.0, 65535.0),
+                                            (np.uint16, 1000.5, 1003.2), (np.uint8, 10.0, 200.0),
+                                            (np.uint8, 29315.0, 31315.0), (np.uint16, -50.0, 70000.0)])
+def test_fast_fixed_gain_matches_the_float_reference(dtype, low, high):
+    top = np.iinfo(dtype).max
+    frame = np.random.default_rng(3).integers(0, top + 1, (64, 96), dtype=dtype)
+    frame[0, :4] = [0, top, min(int(low), top) if low > 0 else 0, min(int(high) + 1, top)]
+    reference = to_uint8(ir_to_unit(frame, 'fixed', low, high))
+    fast = fixed_range_to_uint8(frame, low, high)
+    assert fast.dtype == np.uint8
+    assert np.abs(fast.astype(int) - reference.astype(int)).max() <= 1

@@ -18,7 +18,7 @@ import numpy as np
 
 from fusion_ros.backends import BackendOptions, create_backend
 from fusion_ros.backends.base import Backend
-from fusion_ros.core.color import bgr_to_ycrcb, ir_to_unit, to_uint8, to_unit, ycrcb_to_bgr
+from fusion_ros.core.color import bgr_to_ycrcb, fixed_range_to_uint8, ir_to_unit, to_uint8, to_unit, ycrcb_to_bgr
 from fusion_ros.core.model_card import ModelCard, load_card
 from fusion_ros.core.registration import Registration, make_registration, register_ir
 
@@ -69,6 +69,8 @@ def ir_to_uint8(ir: np.ndarray, gain: IrGain) -> np.ndarray:
         top = np.iinfo(ir.dtype).max
         raise ValueError(f'fixed IR gain: low end {gain.low:g} is not below {top}, the maximum of this '
                          f'{8 * ir.dtype.itemsize}-bit infrared frame (lower the low end, or give the high end)')
+    if gain.mode == 'fixed' and ir.dtype in (np.uint8, np.uint16):
+        return fixed_range_to_uint8(ir, gain.low, np.iinfo(ir.dtype).max if gain.high is None else gain.high)
     return to_uint8(ir_to_unit(ir, gain.mode, gain.low, gain.high, gain.percentiles))
 
 
