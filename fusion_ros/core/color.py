@@ -95,11 +95,11 @@ def fixed_range_to_uint8(ir: np.ndarray, low: float, high: float) -> np.ndarray:
     Map [low, high] of an 8- or 16-bit infrared image linearly onto 0..255 in one integer pass.
 
     The same mapping as to_uint8(ir_to_unit(ir, 'fixed', low, high)) to within one grey level
-    (float32 against float64 rounding), without the float32 copies: 5.5 against 47 ms for a
-    1920x1080 16-bit frame on one loaded core. Values are clipped to the whole counts inside the
-    range first, so OpenCV's absolute value never sees a negative; where that clipping alone would
-    move an end by half a grey level or more (a range narrower than the frame's steps, or one
-    outside the dtype), the float path runs instead.
+    (float32 against float64 rounding), without the float32 copies that made the 16-bit gain a
+    large part of the node's `register` stage at 1080p (benchmarks/camera_rate.py). Values are
+    clipped to the whole counts inside the range first, so OpenCV's absolute value never sees a
+    negative; where that clipping alone would move an end by half a grey level or more (a range
+    narrower than the frame's steps, or one outside the dtype), the float path runs instead.
     """
     if ir.dtype not in (np.uint8, np.uint16):
         raise ValueError(f'infrared image must be uint8 or uint16, got {ir.dtype}')
