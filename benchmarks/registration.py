@@ -126,6 +126,34 @@ def real_cases():
         yield f'vi_hr/{path.stem}', [ir], [high], real_truth(low, high)
 
 
+def self_registration(dataset: str, groups: int, rng: np.random.Generator) -> list[dict]:
+    """
+    Calibrate disjoint groups of 8 registered pairs of a dataset as they are (no simulated motion).
+
+    The truth of every simulated rig is the shared pairs' own registration. If independent groups
+    of scenes all pull the same way from identity, that registration is off, and no estimate can
+    get closer to the simulated truth than this offset.
+    """
+    paths = usable(dataset)
+    order = rng.permutation(len(paths))
+    rows = []
+    for group in range(groups):
+        frames = [load_pair(dataset, paths[i]) for i in order[group * 8:(group + 1) * 8]]
+        result = calibrate([ir for ir, _ in frames], [vis for _, vis in frames])
+        size = RIG_SIZE[dataset]
+        row = {'group': group, 'refusal': result.refusal}
+        if result.ok:
+            h = result.homography
+            centre = np.array([size[0] / 2, size[1] / 2, 1.0])
+            moved = h @ centre
+            row.update({'mean_px_from_identity': round(ir_pixel_error(h, np.eye(3), size, size)[0], 2),
+                        'scale_x': round(float(h[0, 0]), 4), 'scale_y': round(float(h[1, 1]), 4),
+                        'shift_at_centre_px': [round(float(v), 2) for v in moved[:2] / moved[2] - centre[:2]]})
+        print(dataset, row, flush=True)
+        rows.append(row)
+    return rows
+
+
 def summarise(rows: list[dict], success_px: float) -> dict:
     """Median error, share within success_px of all cases, refusals, wrong answers, time."""
     errors = np.array([r['error_px'] for r in rows if r['error_px'] is not None])
@@ -195,6 +223,8 @@ def main() -> None:
     parser.add_argument('--methods', nargs='+', default=['calibrate', 'sift', 'orb', 'ecc'])
     parser.add_argument('--seed', type=int, default=2026)
     parser.add_argument('--no-real', action='store_true', help='skip the vi_hr cross-resolution case')
+    parser.add_argument('--self-registration', type=int, default=0, metavar='GROUPS',
+                        help='also calibrate GROUPS groups of 8 registered pairs per dataset as they are')
     parser.add_argument('--merge', type=Path, nargs='+', help='combine the results of earlier runs instead')
     parser.add_argument('--out', type=Path, default=REPO / 'benchmarks' / 'results' / 'registration.json')
     args = parser.parse_args()
@@ -211,6 +241,9 @@ def main() -> None:
             print(f'== {dataset}, {count} pair(s) per rig', flush=True)
             results[f'{dataset} x{count}'] = evaluate(simulated_cases(dataset, args.rigs, count, rng),
                                                       args.methods, 'rig')
+    if args.self_registration:
+        results['self-registration'] = {d: self_registration(d, args.self_registration, np.random.default_rng(1))
+                                        for d in args.datasets}
     if not args.no_real:
         print('== real cross-resolution: roadscene IR vs vi_hr', flush=True)
         results['real vi_hr x1'] = evaluate(real_cases(), args.methods, 'real')
@@ -220,8 +253,11 @@ def main() -> None:
 def write(results: dict, args: argparse.Namespace) -> None:
     """Plot, summarise, print and save."""
     plot_path = args.out.with_suffix('.png')
-    plot(results, plot_path)
-    summary = {setting: {m: d['summary'] for m, d in data.items()} for setting, data in results.items()}
+    rigs = {k: v for k, v in results.items() if k != 'self-registration'}
+    plot(rigs, plot_path)
+    summary = {setting: {m: d['summary'] for m, d in data.items()} for setting, data in rigs.items()}
+    if 'self-registration' in results:
+        summary['self-registration'] = results['self-registration']
     save_results({'machine': machine(), 'args': {k: str(v) for k, v in vars(args).items()},
                   'note': 'timings on a shared 2-core machine while a training job and other engineers\' tests ran: '
                           'loaded, not clean timings',

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import math
 from typing import Optional, Sequence
 
+import cv2
 import numpy as np
 
 from fusion_ros.core.calibration.geometry import ir_pixel_error
@@ -27,13 +28,16 @@ class Thresholds:
     """When to refuse (each value was set on simulated rigs of a tuning seed; see benchmarks/registration.py)."""
 
     min_structure: float = 0.02      # fraction of edge pixels a frame needs (at the search resolution)
-    min_score: float = 0.12          # joint correlation of the edge fields below which the answer is refused
-    ambiguity: float = 0.95          # a start ending > agree_px away with this fraction of the best score refuses
+    # On single simulated pairs (tuning seed 99), right answers scored 0.44-0.68, wrong ones 0.11-0.42, and
+    # every wrong one had a start ending elsewhere at 0.74-0.92 of its score; right ones at most 0.35.
+    min_score: float = 0.3           # joint correlation of the edge fields below which the answer is refused
+    ambiguity: float = 0.7           # a start ending > agree_px away with this fraction of the best score refuses
     agree_px: float = 2.0            # IR pixels within which two answers count as the same
     # A pair's own map may differ from the joint one (parallax of near objects, a registration error of the
     # data): refuse only when more than this fraction of 3+ pairs prefer a map more than pair_px away.
     pair_px: float = 4.0
     disagree_fraction: float = 0.25
+    same_camera: float = 0.95        # |intensity correlation| above which both inputs are one modality
 
 
 @dataclass(frozen=True)
@@ -125,8 +129,9 @@ def calibrate(ir_frames: Sequence[np.ndarray], vis_frames: Sequence[np.ndarray],
         results.append(_refine_start(levels, candidate.homography))
     results.sort(key=lambda r: -r.correlation)
     best = results[0]
-    diagnostics = _per_pair(diagnostics, kept, best, pairs, vis_size, ir_size)
-    refusal = _verdict(best, results, diagnostics, search_range, ir_size, vis_size, thresholds)
+    diagnostics = _per_pair(diagnostics, kept, best, pairs, vis_size, ir_size, thresholds.min_score)
+    refusal = (_verdict(best, results, diagnostics, search_range, ir_size, vis_size, thresholds)
+               or _same_camera(pairs, best.homography, thresholds))
     notes = tuple(f'start {k}: correlation {r.correlation:.3f}, '
                   f'{ir_pixel_error(r.homography, best.homography, ir_size, vis_size)[0]:.1f} IR px from the answer'
                   for k, r in enumerate(results))
@@ -148,19 +153,45 @@ def _structure(grays, search_range: SearchRange, vis_size, thresholds: Threshold
     return diagnostics, kept
 
 
-def _per_pair(diagnostics, kept, best: Refinement, pairs, vis_size, ir_size) -> list[PairDiagnostics]:
+def _per_pair(diagnostics, kept, best: Refinement, pairs, vis_size, ir_size,
+              min_correlation: float) -> list[PairDiagnostics]:
     """Each used pair's correlation at the answer and, for 3+ pairs, how far its own refinement moves."""
     out = list(diagnostics)
     fine = _pyramid(pairs, best.homography, vis_size[0])[-1]
     for slot, (index, level) in enumerate(zip(kept, fine)):
         deviation = math.nan
-        if len(kept) >= 3:
+        own_correlation = best.per_pair[slot] if slot < len(best.per_pair) else math.nan
+        # A pair that does not correlate at the answer (a night scene, a blank sky) has no map of its own to
+        # prefer: its refinement would wander, so it does not vote on agreement.
+        if len(kept) >= 3 and own_correlation >= min_correlation:
             own = refine_level([level], best.homography, 8, iterations=20)
             deviation = ir_pixel_error(own.homography, best.homography, ir_size, vis_size)[0]
         old = out[index]
-        out[index] = PairDiagnostics(index, old.ir_structure, old.vis_structure, True,
-                                     best.per_pair[slot] if slot < len(best.per_pair) else math.nan, deviation)
+        out[index] = PairDiagnostics(index, old.ir_structure, old.vis_structure, True, own_correlation, deviation)
     return out
+
+
+def _same_camera(pairs, homography: np.ndarray, thresholds: Thresholds) -> Optional[str]:
+    """
+    Refuse when the registered IR intensities copy the visible ones: one modality given twice.
+
+    Thermal and visible intensities of one scene are related only loosely (a warm person is bright
+    in IR whatever their clothes); a near-perfect linear relation means the same camera's images.
+    """
+    correlations = []
+    for ir, vis in pairs:
+        factor = min(1.0, 320.0 / vis.shape[1])
+        vis_small, to_small = resized(vis, factor)
+        size = (vis_small.shape[1], vis_small.shape[0])
+        warp = to_small @ homography
+        warped = cv2.warpPerspective(ir, warp, size, flags=cv2.INTER_LINEAR)
+        inside = cv2.warpPerspective(np.ones(ir.shape, np.uint8), warp, size, flags=cv2.INTER_NEAREST) > 0
+        if inside.sum() > 100:
+            correlations.append(abs(float(np.corrcoef(warped[inside], vis_small[inside])[0, 1])))
+    if correlations and np.median(correlations) > thresholds.same_camera:
+        return (f'the IR and visible frames look like one camera (intensity correlation {np.median(correlations):.3f} '
+                'after alignment): are the visible images given as IR too?')
+    return None
 
 
 def _verdict(best: Refinement, results, diagnostics, search_range: SearchRange, ir_size, vis_size,
