@@ -4,6 +4,7 @@ Launch fusion_node with its parameters and the large-data Fast DDS profile.
     ros2 launch fusion_ros fusion.launch.py ir_topic:=/thermal/image_raw visible_topic:=/camera/image_raw
     ros2 launch fusion_ros fusion.launch.py visible_transport:=compressed output_compressed:=true \
         model_path:=/opt/models/realtime.onnx backend:=tensorrt
+    ros2 launch fusion_ros fusion.launch.py registration_file:=rig.yaml   # from `fusion-ros calibrate`
 """
 
 import os
@@ -37,11 +38,13 @@ def _node(context) -> list:
     for base, argument in (('ir/image', 'ir_topic'), ('visible/image', 'visible_topic')):
         topic = LaunchConfiguration(argument).perform(context)
         remappings += [(base, topic), (f'{base}/compressed', f'{topic}/compressed')]   # image_transport's name
+    # The rig's calibration (fusion-ros calibrate) is layered over params_file: its registration.* win.
+    registration_file = LaunchConfiguration('registration_file').perform(context)
     return [LifecycleNode(
         package='fusion_ros', executable='fusion_node', name='fusion_node',
         namespace=LaunchConfiguration('namespace'), output='screen',
-        parameters=[LaunchConfiguration('params_file'), {'use_sim_time': LaunchConfiguration('use_sim_time')},
-                    overrides],
+        parameters=[LaunchConfiguration('params_file'), *([registration_file] if registration_file else []),
+                    {'use_sim_time': LaunchConfiguration('use_sim_time')}, overrides],
         remappings=remappings)]
 
 
@@ -51,6 +54,8 @@ def generate_launch_description() -> LaunchDescription:
     return LaunchDescription([
         DeclareLaunchArgument('params_file', default_value=os.path.join(share, 'config', 'fusion.yaml'),
                               description='YAML parameter file (/** key)'),
+        DeclareLaunchArgument('registration_file', default_value='',
+                              description='rig.yaml from fusion-ros calibrate, layered over params_file'),
         DeclareLaunchArgument('namespace', default_value='', description='namespace of the node and its topics'),
         DeclareLaunchArgument('ir_topic', default_value='ir/image',
                               description='infrared image topic (the base topic with compressed transport)'),

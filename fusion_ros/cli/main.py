@@ -5,7 +5,7 @@ import sys
 from typing import Optional
 
 from fusion_ros import __version__
-from fusion_ros.cli import bag_command, demo, engine_command, fuse
+from fusion_ros.cli import bag_command, calibrate, demo, engine_command, fuse
 from fusion_ros.evaluation import evaluate
 
 
@@ -14,7 +14,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog='fusion-ros', description='Infrared + visible image fusion tools.')
     parser.add_argument('--version', action='version', version=f'fusion-ros {__version__}')
     subparsers = parser.add_subparsers(dest='command', required=True, metavar='COMMAND')
-    for module in (fuse, evaluate, demo, bag_command, engine_command):
+    for module in (fuse, evaluate, demo, bag_command, engine_command, calibrate):
         module.add_parser(subparsers)
     return parser
 
