@@ -11,6 +11,7 @@ frame failure stops fusion: each is skipped or refused with a reason, logged onc
 per reason per period (log_throttle.py) and counted.
 """
 
+from concurrent.futures import ThreadPoolExecutor
 import threading
 import time
 import traceback
@@ -27,13 +28,15 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
+from fusion_ros.core.calibration.score import alignment_score, footprint_of
 from fusion_ros.core.masks import colorize_mask, overlay_ids
 from fusion_ros.core.compressed import CompressedImageError, transport_topic
 from fusion_ros.core.pipeline import FusionPipeline
-from fusion_ros.core.registration import make_registration
+from fusion_ros.core.registration import make_registration, register_ir
 from fusion_ros.ros import codec
+from fusion_ros.ros.alignment_monitor import AlignmentMonitor
 from fusion_ros.ros.echo import clip
-from fusion_ros.ros.health import assess, HealthLimits
+from fusion_ros.ros.health import assess, HealthLimits, OK, WARN
 from fusion_ros.ros.log_throttle import reason_key, ReasonThrottle
 from fusion_ros.ros.mailbox import Mailbox
 from fusion_ros.ros.node_params import backend_options, BY_NAME, ir_gain, PARAMS, problems, radiometry, validate
@@ -98,6 +101,7 @@ class FusionNode(LifecycleNode):
         self.stats = NodeStats()
         self._throttle = ReasonThrottle(LOG_PERIOD_S)
         self._limits = HealthLimits()
+        self.alignment = AlignmentMonitor()
         self._pair_lock = threading.Lock()   # callbacks may run concurrently; never held during inference
         self._pairing_settings: Optional[tuple] = None
         self._worker = SupervisedWorker(self._inference_loop, 'fusion_inference', self._on_worker_death)
@@ -105,6 +109,8 @@ class FusionNode(LifecycleNode):
         self._pubs: dict[str, Any] = {}
         self._stamps = StampGuard(int(BY_NAME['pairing.clock_jump_threshold'].default * 1e9))
         self._camera_info: Optional[CameraInfo] = None
+        # decodes the IR frame of a compressed pair while the inference thread decodes the visible one
+        self._decoder = ThreadPoolExecutor(1, thread_name_prefix='fusion_decode')
         self._diag_timer = None
         self._diag_pub = None
 
@@ -143,6 +149,8 @@ class FusionNode(LifecycleNode):
         """
         homography = values['registration.homography'] if values['registration.mode'] == 'homography' else None
         self.pipeline.registration = make_registration(values['registration.mode'], homography)
+        self.alignment.configure(values['registration.score_every'], values['registration.calibrated_score'],
+                                 values['registration.score_warn_ratio'])
         self.pipeline.ir_gain = ir_gain(values)
         self.ir_units = (values['ir.temperature_unit'], radiometry(values))
         self.jpeg_quality = values['output.jpeg_quality']
@@ -228,6 +236,7 @@ class FusionNode(LifecycleNode):
         """
         super().destroy_node()
         self._state_machine.destroy_when_not_in_use()
+        self._decoder.shutdown(wait=False)
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Release the model and publishers."""
@@ -364,12 +373,19 @@ class FusionNode(LifecycleNode):
 
     def _fuse_and_publish(self, ir_msg: Image, vis_msg: Image) -> None:
         started = time.perf_counter()
-        ir = codec.to_mono(*self._decode(IR, ir_msg), *self.ir_units)
-        vis = codec.to_bgr(*self._decode(VISIBLE, vis_msg))
+        if codec.is_compressed(ir_msg) or codec.is_compressed(vis_msg):   # two decodes at once (GIL released)
+            ir_future = self._decoder.submit(self._decode_ir, ir_msg)
+            vis = codec.to_bgr(*self._decode(VISIBLE, vis_msg))
+            ir = ir_future.result()
+        else:                           # raw frames are views on the messages: nothing to share out
+            ir = self._decode_ir(ir_msg)
+            vis = codec.to_bgr(*self._decode(VISIBLE, vis_msg))
         encoding, (alpha, palette) = self.output_encoding, self.mask_style
         inference_started = time.perf_counter()
         result = self.pipeline.fuse(ir, vis)
         inference_ms = (time.perf_counter() - inference_started) * 1000
+        if self.alignment.due():
+            self.alignment.record(self._alignment_score(ir, vis))
         if result.fused_bgr.shape[:2] != vis.shape[:2]:
             self.stats.count('downscaled')
             (height, width), (out_h, out_w) = vis.shape[:2], result.fused_bgr.shape[:2]
@@ -400,6 +416,17 @@ class FusionNode(LifecycleNode):
         except CompressedImageError as err:
             raise CompressedImageError(f'{STREAM_NAMES[stream]}: {err}') from None
 
+    def _decode_ir(self, msg: Any) -> np.ndarray:
+        """Decode an infrared frame to one plane (counts or 8-bit) with the node's temperature settings."""
+        return codec.to_mono(*self._decode(IR, msg), *self.ir_units)
+
+    def _alignment_score(self, ir: np.ndarray, vis: np.ndarray) -> float:
+        """Score how well the registered IR frame's edges lie on the visible ones (registration.score_every)."""
+        registration = self.pipeline.registration
+        matrix = registration.matrix
+        footprint = footprint_of(matrix, ir.shape, vis.shape) if matrix is not None else None
+        return alignment_score(register_ir(ir, vis.shape, registration), vis, footprint)
+
     def _wanted(self, key: str) -> bool:
         """
         Whether an image output exists and has a subscriber.
@@ -425,11 +452,16 @@ class FusionNode(LifecycleNode):
             self.stats.worker_died(death)
             self.get_logger().error(f'inference worker restarted after it died ({death})')
         level, message = assess(self.stats.snapshot(self.pairer.stats.last_skew_ns), self._limits)
+        drift = self.alignment.problem()
+        if drift:
+            message = drift if level == OK else f'{message}; {drift}'
+            level = max(level, WARN)
         status = DiagnosticStatus(level=level, name=f'{self.get_name()}: fusion', message=message,
                                   hardware_id=self.pipeline.backend.describe())
         values = self.stats.report(self.pairer.stats)
         values['backend'] = self.pipeline.backend.describe()
         values['model'] = f'{self.pipeline.card.method} {self.pipeline.card.sha256[:12]}'
+        values.update(self.alignment.report())
         status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
         msg = DiagnosticArray(status=[status])
         msg.header.stamp = self.get_clock().now().to_msg()
