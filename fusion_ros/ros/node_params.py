@@ -99,6 +99,12 @@ PARAMS = (
           choices=REGISTRATION_MODES),
     Param('registration.homography', [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0],
           'row-major 3x3 IR->visible pixel homography (9 numbers)', check=_homography_reason),
+    Param('registration.calibrated_score', 0.0, 'alignment score of the rig when calibrated (fusion-ros calibrate '
+          'writes it into rig.yaml); 0 = not calibrated, no alignment WARN', low=0.0, high=1.0),
+    Param('registration.score_every', 10, 'score the IR/visible alignment of every Nth fused pair (published on '
+          '/diagnostics); 0 = never', low=0, high=100000),
+    Param('registration.score_warn_ratio', 0.5, 'WARN when the median of the recent alignment scores falls below '
+          'this fraction of registration.calibrated_score', low=0.0, high=1.0),
     Param('ir.transport', 'raw', 'raw: sensor_msgs/Image on ir/image; compressed: sensor_msgs/CompressedImage on '
           'ir/image/compressed (image_transport; JPEG or PNG, a 16-bit PNG stays 16-bit)', read_only=True,
           choices=TRANSPORTS),
