@@ -47,7 +47,7 @@ from fusion_ros.core.compressed import transport_topic  # noqa: E402
 from fusion_ros.core.imageio import read_ir, read_visible  # noqa: E402
 from fusion_ros.core.pipeline import FusionPipeline  # noqa: E402
 from fusion_ros.ros import codec  # noqa: E402
-from fusion_ros.ros.in_process import matched_both_ways, SpinThread, wait_until  # noqa: E402
+from fusion_ros.ros.in_process import matched_both_ways, shut_down, SpinThread, wait_until  # noqa: E402
 from fusion_ros.ros.node import FusionNode  # noqa: E402
 
 PAIR = REPO / 'tests' / 'data' / 'pairs'
@@ -197,11 +197,7 @@ def node_rate(model: Path, threads: int, size: tuple[int, int], transport: str, 
         return {'pairs_sent': sent, 'fused': len(received), 'fused_fps': round(len(window) / (duration - 1.0), 1),
                 'latency_ms': percentiles(window), 'dropped_in_mailbox': node.stats.dropped}
     finally:
-        node.stop_worker()
-        spinner.stop()
-        node.destroy_node()
-        peer.destroy_node()
-        rclpy.shutdown(context=context)
+        shut_down(node, peer, spinner, context)
 
 
 def options_1080p(model: Path, threads: int, repeats: int) -> dict:

@@ -11,18 +11,7 @@ from fusion_ros.core import compressed
 from fusion_ros.core.color import ir_to_unit
 from fusion_ros.ros import codec
 from fusion_ros.ros.node_params import BY_NAME, ir_gain, problems
-
-
-@dataclass
-class FakeImage:
-    """The Image fields without ROS."""
-
-    height: int
-    width: int
-    encoding: str
-    is_bigendian: bool
-    step: int
-    data: Any
+from tests.test_codec import FakeImage
 
 
 @dataclass

@@ -59,3 +59,18 @@ class SpinThread:
         self.executor.shutdown()
         self._thread.join(timeout_s)
         return not self._thread.is_alive()
+
+
+def shut_down(node, peer, spinner: SpinThread, context) -> bool:
+    """
+    Tear down an in-process fusion_node and its peer in the one safe order; return whether the executor stopped.
+
+    The worker first (nothing publishes after), then the executor thread (it lets go of the nodes'
+    handles, see the module's docstring), then the nodes, then their context.
+    """
+    node.stop_worker()
+    stopped = spinner.stop()
+    node.destroy_node()
+    peer.destroy_node()
+    context.shutdown()      # rclpy.shutdown(context=...) does only this for a context of one's own
+    return stopped

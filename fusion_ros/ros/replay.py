@@ -74,7 +74,7 @@ def replay_bag(bag: Path, model: Optional[Path] = None, ir_topic: str = '/ir/ima
 
     from fusion_ros.core.compressed import transport_topic
     from fusion_ros.ros import codec
-    from fusion_ros.ros.in_process import matched_both_ways, SpinThread, wait_until
+    from fusion_ros.ros.in_process import matched_both_ways, shut_down, SpinThread, wait_until
     from fusion_ros.ros.node import FusionNode, stamp_ns
 
     (ir_topic, ir_transport), (vis_topic, vis_transport) = _bag_topic(bag, ir_topic), _bag_topic(bag, vis_topic)
@@ -129,11 +129,7 @@ def replay_bag(bag: Path, model: Optional[Path] = None, ir_topic: str = '/ir/ima
         return ReplayResult(fused, {s: (ir, vis) for s, ir, vis in pairs}, latency, len(pairs),
                             node.stats.dropped, node.stats.rejected)
     finally:
-        node.stop_worker()
-        spinner.stop()
-        node.destroy_node()
-        peer.destroy_node()
-        rclpy.shutdown(context=context)
+        shut_down(node, peer, spinner, context)
 
 
 def write_report(result: ReplayResult, bag: Path, out: Path) -> dict:
