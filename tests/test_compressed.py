@@ -25,15 +25,15 @@ def test_topics_follow_image_transport():
 
 
 @pytest.mark.parametrize('text,expected', [
-    ('bgr8; jpeg compressed bgr8', ('jpeg', 'bgr8')),
-    ('rgb8; jpeg compressed bgr8', ('jpeg', 'rgb8')),
-    ('mono16; png compressed mono16', ('png', 'mono16')),
-    ('jpeg', ('jpeg', '')),
-    ('PNG', ('png', '')),
-    ('jpg', ('jpeg', '')),
+    ('bgr8; jpeg compressed bgr8', 'jpeg'),
+    ('rgb8; jpeg compressed bgr8', 'jpeg'),
+    ('mono16; png compressed mono16', 'png'),
+    ('jpeg', 'jpeg'),
+    ('PNG', 'png'),
+    ('jpg', 'jpeg'),
 ])
 def test_format_strings(text, expected):
-    assert tuple(compressed.parse_format(text)) == expected
+    assert compressed.parse_format(text) == expected
 
 
 @pytest.mark.parametrize('text', ['16UC1; compressedDepth png', 'h264', '', 'bgr8; webp compressed bgr8'])

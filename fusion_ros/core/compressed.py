@@ -14,8 +14,6 @@ uint16 (a radiometric thermal frame keeps its counts); JPEG is 8-bit. Whatever c
 raises CompressedImageError, a ValueError that names the problem and the payload's size.
 """
 
-from typing import NamedTuple
-
 import cv2
 import numpy as np
 
@@ -34,13 +32,6 @@ class CompressedImageError(ValueError):
     """A compressed payload or format string that cannot be decoded, or an array that cannot be encoded."""
 
 
-class CompressedFormat(NamedTuple):
-    """What a CompressedImage format string says."""
-
-    codec: str                 # 'jpeg' or 'png'
-    source_encoding: str       # the raw encoding the camera had ('' when the string does not say)
-
-
 def transport_topic(base: str, transport: str) -> str:
     """Return the topic image_transport uses for a base topic and transport ('raw': the base itself)."""
     if transport not in TRANSPORTS:
@@ -48,18 +39,18 @@ def transport_topic(base: str, transport: str) -> str:
     return base if transport == 'raw' else f'{base.rstrip("/")}/compressed'
 
 
-def parse_format(text: str) -> CompressedFormat:
+def parse_format(text: str) -> str:
     """
-    Parse a CompressedImage format string into its codec and source encoding.
+    Return the codec ('jpeg' or 'png') a CompressedImage format string names.
 
     Accepts image_transport's `<enc>; <codec> compressed <enc>` and a bare `jpeg` / `png` (case and
     spaces are not significant). `compressedDepth` (the depth-image transport, with its own header)
-    and any other codec are refused, naming the string.
+    and any other codec are refused, naming the string. The encodings in the string are not needed:
+    the decoded array's depth and channels say what it holds.
     """
     if not isinstance(text, str):
         raise CompressedImageError(f'format must be a string, got {type(text).__name__}')
-    source, _, rest = text.partition(';') if ';' in text else ('', '', text)
-    words = rest.lower().split()
+    words = text.rpartition(';')[2].lower().split()
     codec = words[0] if words else ''
     if codec == 'jpg':
         codec = 'jpeg'
@@ -67,7 +58,7 @@ def parse_format(text: str) -> CompressedFormat:
         raise CompressedImageError(f'unsupported compressed format {text[:80]!r}: expected image_transport\'s '
                                    '"<encoding>; jpeg compressed <encoding>", "<encoding>; png compressed '
                                    '<encoding>", or a bare "jpeg" / "png"')
-    return CompressedFormat(codec, source.strip())
+    return codec
 
 
 def _payload(data) -> np.ndarray:
