@@ -111,3 +111,21 @@ def test_an_unreachable_temperature_range_is_refused_with_its_reason():
     assert any('ir_gain.temperature_low/high' in reason and 'outside 0 .. 65535' in reason
                for reason in problems(values))
     assert not problems(defaults())
+
+
+@pytest.mark.parametrize('encoding', codec.DECODABLE_ENCODINGS)
+def test_every_decodable_encoding_gives_a_visible_or_an_infrared_frame(encoding):
+    """A 4x4 frame of each encoding, packed rows, decodes to BGR uint8 (or, 32FC1, to IR counts only)."""
+    layout = codec._READ_LAYOUTS[encoding]
+    rows = int(4 * layout.rows_per_line)
+    step = 4 * layout.channels * layout.itemsize
+    data = np.full(rows * step, 100, np.uint8).tobytes()
+    array = codec.image_to_array(FakeImage(4, 4, encoding, False, step, data))
+    ir = codec.to_mono(array, encoding)
+    assert ir.shape == (4, 4) and ir.dtype in (np.uint8, np.uint16)
+    if encoding == '32FC1':
+        with pytest.raises(ValueError, match='cannot be a visible image'):
+            codec.to_bgr(array, encoding)
+    else:
+        bgr = codec.to_bgr(array, encoding)
+        assert bgr.shape == (4, 4, 3) and bgr.dtype == np.uint8

@@ -20,7 +20,7 @@ import numpy as np
 TRANSPORTS = ('raw', 'compressed')
 CODECS = ('jpeg', 'png')
 _SIGNATURES = {'jpeg': b'\xff\xd8\xff', 'png': b'\x89PNG\r\n\x1a\n'}
-REDUCTIONS = (1, 2, 4, 8)    # libjpeg decodes at 1/2, 1/4 and 1/8 size in its DCT, for almost nothing
+REDUCTIONS = (1, 2, 4, 8)    # libjpeg decodes at 1/2, 1/4 and 1/8 size inside its DCT, skipping most of the work
 _REDUCED = {(2, True): cv2.IMREAD_REDUCED_COLOR_2, (4, True): cv2.IMREAD_REDUCED_COLOR_4,
             (8, True): cv2.IMREAD_REDUCED_COLOR_8, (2, False): cv2.IMREAD_REDUCED_GRAYSCALE_2,
             (4, False): cv2.IMREAD_REDUCED_GRAYSCALE_4, (8, False): cv2.IMREAD_REDUCED_GRAYSCALE_8}
