@@ -15,7 +15,7 @@ from training.config import DataSource, config_from_dict, load_config
 from training.data import CropSampler, load_sources, split_holdout
 from training.losses import content_loss
 from fusion_ros.networks.seafusion import SeAFusion
-from training.train import train
+from training.train import append_csv, train
 from training.run_log import logged_wall_seconds, run_chain
 
 PAIRS = Path(__file__).parent / 'data' / 'pairs'
@@ -175,3 +175,14 @@ def test_logged_wall_time_adds_up_the_segments_of_resumed_runs(tmp_path):
     assert [(c['run'], c['last_logged_step'], c['wall_s']) for c in chain] == [(str(first), 50, 120.0),
                                                                                (str(second), 30, 111.0)]
     assert run_chain({'init_from': str(tmp_path / 'missing' / 'last.pt')}, tmp_path / 'empty') == []
+
+
+def test_a_log_resumed_with_more_columns_keeps_every_value_under_its_name(tmp_path):
+    log = tmp_path / 'val_log.csv'
+    append_csv(log, {'step': 1, 'val_loss': 0.5})
+    append_csv(log, {'step': 2, 'val_loss': 0.4, 'Qabf': 0.3})          # newer code logs one more metric
+    append_csv(log, {'step': 3, 'val_loss': 0.3, 'Qabf': 0.35})
+    with log.open(newline='') as handle:
+        rows = list(csv.DictReader(handle))
+    assert rows == [{'step': '1', 'val_loss': '0.5', 'Qabf': ''}, {'step': '2', 'val_loss': '0.4', 'Qabf': '0.3'},
+                    {'step': '3', 'val_loss': '0.3', 'Qabf': '0.35'}]

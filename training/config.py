@@ -65,6 +65,13 @@ class TrainConfig:
     # ReFusion meta-learning (training.refusion); ignored elsewhere
     inner_lr: float = 0.01          # length (L2, parameter space) of the inner normalised SGD step giving F'
     meta_every: int = 1             # P's meta update every k-th step (F and R step every step)
+    proposal: str = 'conv'          # P's architecture: conv (dilated convs) | restormer (TDFusion-style)
+    proposal_lr: float = 0.0        # P's Adam learning rate; 0 = F's
+    inner_step: str = 'normalised'  # F's differentiable step: normalised (length inner_lr) | sgd (F's lr)
+    outer_step: str = 'adam'        # P's update: adam | maxnorm (phi - lr g / max|g|)
+    meta_phase: int = 0             # 0: interleaved; n: n P-only steps (2 outer batches each), then n F+R steps
+    swap_sources: bool = False      # also feed every pair with IR and visible swapped
+    grad_ramp: bool = False         # gradient term of P's loss weighted (step + 1) / max_steps
     # CoCoNet (objectives coconet, coconet_contrastive; training.coconet_objective)
     vgg_weights: str = ''           # VGG-19 state dict, torchvision keys (ImageNet, or training.coconet_vgg's)
     contrast_weight: float = 1.0    # weight of the coupled contrastive loss in stage 2

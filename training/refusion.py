@@ -3,10 +3,14 @@ ReFusion training: the fusion module F with a loss learned by meta-learning (tra
 
     python -m training.refusion --config training/configs/refusion.yaml [--resume] [key=value ...]
 
-Every step F and the reconstruction module R take one Adam step; every ``meta_every``-th step
-the loss proposal module P first takes its meta step (an inner differentiable SGD step of F,
-the reconstruction loss of R(F'(x)) back into P). Adam for all three, cosine decay from ``lr``
-to ``min_lr`` (methods.md suggests a constant 1e-4; the config says what a run used and why).
+Interleaved (``meta_phase: 0``): every step F and the reconstruction module R take one Adam step;
+every ``meta_every``-th step the loss proposal module P first takes its meta step (an inner
+differentiable step of F, the reconstruction loss of R(F'(x)) back into P). Phased
+(``meta_phase: n``): n steps in which only P learns, each from one inner and two outer batches,
+then n steps of F and R. Cosine decay from ``lr`` to ``min_lr`` (methods.md suggests a constant
+1e-4; the config says what a run used and why). The leads of methods.md are config switches
+(``proposal``, ``inner_step``, ``outer_step``, ``meta_phase``, ``swap_sources``, ``grad_ramp``);
+``training.refusion_ablation`` measures them. ``init_from`` starts F and R from a checkpoint, P afresh.
 
 Writes into ``out_dir``: ``last.pt`` (resumable: F, P, R, their optimisers, the sampler's and
 torch's RNG), ``best.pt`` (lowest held-out reconstruction loss), ``train_log.csv`` (rec_loss,
@@ -22,12 +26,12 @@ import torch
 from tqdm import tqdm
 
 from fusion_ros.networks.registry import build_model
-from training.checkpoint import run_resumable, save_checkpoint
+from training.checkpoint import load_checkpoint, run_resumable, save_checkpoint
 from training.config import config_to_dict, TrainConfig
 from training.data import CropSampler, load_sources, split_holdout
 from training.objectives import Objective
-from training.refusion_meta import fusion_step, LossProposal, meta_step, MetaNets, Reconstruction, \
-    reconstruction_loss
+from training.refusion_meta import blend_distance, fusion_step, make_proposal, meta_gradient, MetaNets, \
+    MetaSettings, proposal_step, Reconstruction, reconstruction_loss, swapped, weight_spread
 from training.train import append_csv, cosine_lr, validate
 
 
@@ -39,9 +43,15 @@ class MetaTrainer:
             raise ValueError(f'meta_every must be >= 1, got {config.meta_every}')
         self.config, self.config_path = config, config_path
         torch.manual_seed(config.seed)
-        fusion, proposal, reconstruction = build_model(config.method), LossProposal(), Reconstruction()
+        fusion, proposal, reconstruction = build_model(config.method), make_proposal(config.proposal), Reconstruction()
+        if config.init_from:
+            start = load_checkpoint(config.init_from)
+            fusion.load_state_dict(start['model'])
+            reconstruction.load_state_dict(start['reconstruction'])
+        MetaSettings(inner_step=config.inner_step, outer_step=config.outer_step)   # reject bad names now
         optimizers = (torch.optim.Adam(n.parameters(), lr=config.lr) for n in (fusion, proposal, reconstruction))
         self.nets = MetaNets(fusion, proposal, reconstruction, *optimizers)
+        self.last = {'fusion_loss': float('nan'), 'r_loss': float('nan')}
         pairs = load_sources(config.sources)
         self.train_pairs, self.val_pairs = split_holdout(pairs, config.val_source, config.val_count, config.seed)
         self.sampler = CropSampler(self.train_pairs, config.crop, config.seed)
@@ -73,27 +83,60 @@ class MetaTrainer:
         self.sampler.rng.bit_generator.state = ckpt['sampler_rng']
         torch.set_rng_state(ckpt['torch_rng'])
 
+    def settings(self, lr: float) -> MetaSettings:
+        """The meta step's settings at this step (F's learning rate, the ramped gradient weight)."""
+        c = self.config
+        ramp = (self.step + 1) / c.max_steps if c.grad_ramp else 1.0
+        return MetaSettings(c.inner_lr, c.inner_step, c.outer_step, lr, ramp)
+
+    def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """One (vis, ir) batch of crops, doubled with swapped sources when swap_sources is set."""
+        vis, ir, _ = (torch.from_numpy(a) for a in self.sampler.batch(self.config.batch_size))
+        return swapped(vis, ir) if self.config.swap_sources else (vis, ir)
+
     def train_step(self) -> dict[str, float]:
-        """One step on one batch: P's meta step when due, then F and R; rec_loss is that of the last meta step."""
+        """One step: P's meta step and/or F and R, by the schedule; logs the latest value of each loss."""
         c, n = self.config, self.nets
-        for optimizer in (n.fusion_opt, n.proposal_opt, n.reconstruction_opt):
+        lr = cosine_lr(self.step, c.max_steps, c.lr, c.min_lr)
+        scale = (c.proposal_lr or c.lr) / c.lr
+        for optimizer, factor in ((n.fusion_opt, 1.0), (n.proposal_opt, scale), (n.reconstruction_opt, 1.0)):
             for group in optimizer.param_groups:
-                group['lr'] = cosine_lr(self.step, c.max_steps, c.lr, c.min_lr)
-        vis, ir, _ = (torch.from_numpy(a) for a in self.sampler.batch(c.batch_size))
-        if self.step % c.meta_every == 0:
-            self.rec_loss = meta_step(n, vis, ir, c.inner_lr)
-        return {'rec_loss': self.rec_loss, **fusion_step(n, vis, ir)}
+                group['lr'] = lr * factor
+        settings = self.settings(lr)
+        if c.meta_phase:
+            if self.step % (2 * c.meta_phase) < c.meta_phase:
+                inner, outers = self.batch(), (self.batch(), self.batch())
+                results = [meta_gradient(n, inner, outer, settings) for outer in outers]
+                proposal_step(n, [sum(g) / len(results) for g in zip(*(r[0] for r in results))], settings)
+                self.rec_loss = sum(r[1] for r in results) / len(results)
+                with torch.no_grad():
+                    spread = weight_spread(n.proposal(inner[1], inner[0]))
+                return {'rec_loss': self.rec_loss, **self.last, 'std_w_int': spread[0], 'std_w_grad': spread[1]}
+            vis, ir = self.batch()
+        else:
+            vis, ir = self.batch()
+            if self.step % c.meta_every == 0:
+                grads, self.rec_loss = meta_gradient(n, (vis, ir), (vis, ir), settings)
+                proposal_step(n, grads, settings)
+        parts = fusion_step(n, vis, ir, settings.grad_weight)
+        self.last = {'fusion_loss': parts['fusion_loss'], 'r_loss': parts['r_loss']}
+        return {'rec_loss': self.rec_loss, **parts}
 
     def validate(self) -> dict[str, float]:
-        """Held-out reconstruction loss of R on F's full-size outputs, and the fusion metrics."""
-        reconstruction = self.nets.reconstruction.eval()
+        """Held-out reconstruction loss of R, P's spread, F's distance from P's blend, and the fusion metrics."""
+        reconstruction, proposal = self.nets.reconstruction.eval(), self.nets.proposal.eval()
 
         def held_out_loss(fused, vis, ir, masks, config):
-            return reconstruction_loss(reconstruction(fused), torch.cat([ir, vis], dim=1)), {}
+            sources, weights = torch.cat([ir, vis], dim=1), proposal(ir, vis)
+            spread = weight_spread(weights)
+            return reconstruction_loss(reconstruction(fused), sources), {
+                'std_w_int': spread[0], 'std_w_grad': spread[1],
+                'blend_distance': blend_distance(weights, fused, sources)}
 
         result = validate(self.nets.fusion, Objective(lambda model: model, held_out_loss),
                           self.val_pairs[:self.config.val_eval_count], self.config)
         reconstruction.train()
+        proposal.train()
         return result
 
     def run(self) -> Path:

@@ -47,22 +47,37 @@ def validate(model: nn.Module, objective: Objective, pairs: list[Pair], config: 
             vis = torch.from_numpy(p.vis_y)[None, None]
             ir = torch.from_numpy(p.ir)[None, None]
             mask = torch.from_numpy(p.mask if p.mask is not None else np.full(p.ir.shape, IGNORE, np.uint8))[None]
-            loss = objective.loss(step_module(vis, ir), vis, ir, mask, config)[0].item()
+            loss, parts = objective.loss(step_module(vis, ir), vis, ir, mask, config)
             y = fused_luma(model, vis, ir)
             _, cr, cb = bgr_to_ycrcb(to_unit(p.vis_bgr))
             fused = metrics.as_gray(to_uint8(ycrcb_to_bgr(y[0, 0].numpy(), cr, cb)))
             scores = metrics.compute_all(fused, metrics.as_gray(to_uint8(p.ir)), metrics.as_gray(p.vis_bgr))
-            rows.append({'val_loss': loss, **scores})
+            rows.append({'val_loss': loss.item(), **parts, **scores})
     model.train()
     return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
 
 
 def append_csv(path: Path, row: dict) -> None:
-    """Append one row, writing the header when the file is new."""
-    new = not path.exists()
+    """
+    Append one row, writing the header when the file is new.
+
+    A run resumed by newer code may log more columns than the file has: the file is then rewritten
+    with the union of both headers (old rows get empty cells), so no value lands under another's name.
+    """
+    header = list(row)
+    if path.exists():
+        with path.open(newline='') as handle:
+            reader = csv.DictReader(handle)
+            old, rows = list(reader.fieldnames or []), list(reader)
+        header = old + [k for k in header if k not in old]
+        if header != old:
+            with path.open('w', newline='') as handle:
+                writer = csv.DictWriter(handle, fieldnames=header)
+                writer.writeheader()
+                writer.writerows(rows)
     with path.open('a', newline='') as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(row))
-        if new:
+        writer = csv.DictWriter(handle, fieldnames=header)
+        if handle.tell() == 0:
             writer.writeheader()
         writer.writerow(row)
 

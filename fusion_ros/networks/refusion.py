@@ -30,15 +30,6 @@ is small for flat channels; fp16 loses it. The uint8 graph's own Div (by 255) an
 clamp) are on this list only as a side effect and cost nothing in fp32.
 """
 
-PARITY_FLOAT_TOL = 1e-4
-"""
-How far ONNX Runtime's float output may be from PyTorch's on export (0.026 grey levels; 1e-5 elsewhere).
-
-The L2 normalisations over H*W and the LayerNorms sum hundreds of thousands of values in another order in
-ONNX Runtime: trained weights gave 1.03e-5 at step 300 on a 640x480 sample. The uint8 check (one grey
-level) is unchanged.
-"""
-
 
 def conv1x1(c_in: int, c_out: int) -> nn.Conv2d:
     """Pointwise conv without bias (ReFusion has none anywhere)."""
