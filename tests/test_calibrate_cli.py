@@ -15,7 +15,7 @@ from fusion_ros.evaluation.rig_simulation import random_rig, render_ir
 from fusion_ros.ros.bag import write_pairs_bag
 from tests.test_calibration import PAIRS, pseudo_thermal
 
-NAMES = ['00091D.png', '01028N.png']
+NAMES = ['00091D.png', '00718N.png', '01028N.png']   # three: the full homography is fitted
 
 
 @pytest.fixture(scope='module')

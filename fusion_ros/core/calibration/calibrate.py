@@ -23,6 +23,10 @@ from fusion_ros.core.calibration.refine import Refinement, refine_level
 from fusion_ros.core.calibration.search import default_range, search, SearchRange
 
 
+# At most this many pairs take part in the coarse search (the refinement uses all of them).
+SEARCH_PAIRS = 4
+
+
 @dataclass(frozen=True)
 class Thresholds:
     """When to refuse (each value was set on simulated rigs of a tuning seed; see benchmarks/registration.py)."""
@@ -85,10 +89,17 @@ def _looks_colour(frame: np.ndarray) -> bool:
 
 
 def _refine_start(levels_per_factor, start: np.ndarray) -> Refinement:
-    """Refine one start coarse to fine: affine on the coarsest level, the full homography on the finer ones."""
+    """
+    Refine one start coarse to fine: affine on the coarsest level, the full homography on the finer ones.
+
+    With fewer than 3 pairs the refinement stays affine: one cross-modal pair pins the perspective
+    terms poorly. On the 8 real cross-resolution RoadScene pairs (benchmarks/registration.py) the
+    full homography from one pair erred more (median 2.2 against 1.8 IR px).
+    """
     homography, result = start, None
     for k, levels in enumerate(levels_per_factor):
-        result = refine_level(levels, homography, 8 if k > 0 or len(levels_per_factor) == 1 else 6)
+        full = len(levels) >= 3 and (k > 0 or len(levels_per_factor) == 1)
+        result = refine_level(levels, homography, 8 if full else 6)
         homography = result.homography
     return result
 
@@ -121,7 +132,9 @@ def calibrate(ir_frames: Sequence[np.ndarray], vis_frames: Sequence[np.ndarray],
         return Calibration(None, math.nan, tuple(diagnostics), 'too little structure: no pair has enough edges in '
                            f'both frames (need {thresholds.min_structure:.0%} edge pixels in each)')
     pairs = [grays[i] for i in kept]
-    candidates = search(pairs, search_range, keep=starts)
+    # The search only has to find the basin: the pairs with the most structure in their poorer frame suffice.
+    richest = sorted(kept, key=lambda i: -min(diagnostics[i].ir_structure, diagnostics[i].vis_structure))
+    candidates = search([grays[i] for i in richest[:SEARCH_PAIRS]], search_range, keep=starts)
     levels = None
     results = []
     for candidate in candidates:
@@ -155,19 +168,25 @@ def _structure(grays, search_range: SearchRange, vis_size, thresholds: Threshold
 
 def _per_pair(diagnostics, kept, best: Refinement, pairs, vis_size, ir_size,
               min_correlation: float) -> list[PairDiagnostics]:
-    """Each used pair's correlation at the answer and, for 3+ pairs, how far its own refinement moves."""
+    """
+    Each used pair's correlation at the answer and, for 3+ pairs, how far its own refinement moves.
+
+    Each pair is refined alone, coarse to fine from the joint answer. A pair whose own best still
+    does not correlate (a night scene, a blank sky) has no map of its own to prefer and does not
+    vote on agreement (deviation NaN); one that correlates well elsewhere does, however badly it
+    fits the joint answer.
+    """
     out = list(diagnostics)
-    fine = _pyramid(pairs, best.homography, vis_size[0])[-1]
-    for slot, (index, level) in enumerate(zip(kept, fine)):
+    levels = _pyramid(pairs, best.homography, vis_size[0]) if len(kept) >= 3 else None
+    for slot, index in enumerate(kept):
         deviation = math.nan
-        own_correlation = best.per_pair[slot] if slot < len(best.per_pair) else math.nan
-        # A pair that does not correlate at the answer (a night scene, a blank sky) has no map of its own to
-        # prefer: its refinement would wander, so it does not vote on agreement.
-        if len(kept) >= 3 and own_correlation >= min_correlation:
-            own = refine_level([level], best.homography, 8, iterations=20)
-            deviation = ir_pixel_error(own.homography, best.homography, ir_size, vis_size)[0]
+        if levels is not None:
+            own = _refine_start([[level[slot]] for level in levels], best.homography)
+            if own.correlation >= min_correlation:
+                deviation = ir_pixel_error(own.homography, best.homography, ir_size, vis_size)[0]
         old = out[index]
-        out[index] = PairDiagnostics(index, old.ir_structure, old.vis_structure, True, own_correlation, deviation)
+        out[index] = PairDiagnostics(index, old.ir_structure, old.vis_structure, True,
+                                     best.per_pair[slot] if slot < len(best.per_pair) else math.nan, deviation)
     return out
 
 

@@ -71,7 +71,7 @@ def default_range(ir_size: Sequence[int], vis_size: Sequence[int]) -> SearchRang
 
 
 def _to_complex(field: np.ndarray) -> np.ndarray:
-    return field[..., 0].astype(np.float64) + 1j * field[..., 1]
+    return (field[..., 0] + 1j * field[..., 1]).astype(np.complex64)
 
 
 def _real_pair(spectrum: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -81,7 +81,7 @@ def _real_pair(spectrum: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _canvas(values: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    out = np.zeros(shape, complex)
+    out = np.zeros(shape, np.complex64)
     out[:values.shape[0], :values.shape[1]] = values
     return out
 
@@ -100,39 +100,43 @@ def search(pairs: Sequence[tuple[np.ndarray, np.ndarray]], search_range: SearchR
     margin = int(round(SHIFT_FRACTION * SEARCH_WIDTH))
     scales = search_range.scales()
     ir_factor = factor * math.sqrt(scales[0] * scales[-1])   # one IR resolution for the whole scale range
-    ir_fields, vis_spectra = [], []
-    for ir, vis in pairs:
+    vis_spectra, vis_energy = [], 0.0
+    for _, vis in pairs:
         vis_small, to_small = resized(vis, factor)
-        ir_small, ir_map = resized(ir, ir_factor)
-        ir_fields.append(orientation_field(ir_small))
         vis_field = _to_complex(orientation_field(vis_small))
         small_h, small_w = vis_field.shape
         ext_h, ext_w = small_h + 2 * margin, small_w + 2 * margin
         shape = (cv2.getOptimalDFTSize(small_h + ext_h), cv2.getOptimalDFTSize(small_w + ext_w))
-        vis_spectra.append((np.fft.fft2(_canvas(vis_field, shape)),
-                            np.fft.fft2(_canvas(np.abs(vis_field) ** 2, shape))))
-    mask_spectrum = np.fft.fft2(_canvas(np.ones((small_h, small_w)), shape))
+        vis_spectra.append(np.fft.fft2(_canvas(vis_field, shape)))
+        vis_energy = vis_energy + _canvas(np.abs(vis_field) ** 2, shape)
+    vis_energy_spectrum = np.fft.fft2(vis_energy)
+    mask_spectrum = np.fft.fft2(_canvas(np.ones((small_h, small_w), np.float32), shape))
     to_ext = np.array([[1, 0, margin], [0, 1, margin], [0, 0, 1.0]]) @ to_small
+    ir_small = [resized(ir, ir_factor) for ir, _ in pairs]
+    ir_map = ir_small[0][1]
+    ir_fields = [orientation_field(small) for small, _ in ir_small]
+    ir_ones = np.ones(ir_fields[0].shape[:2], np.float32)
     peaks = []
-    for scale in scales:
-        for angle in search_range.angles():
+    for angle in search_range.angles():
+        # Turning the image turns every doubled-angle vector by twice the angle: done once per angle.
+        turned = [rotate_field(f.reshape(-1, 2), math.radians(angle)).reshape(f.shape).astype(np.float32)
+                  for f in ir_fields]
+        for scale in scales:
             similarity = centred_similarity(scale, angle, (ir_w, ir_h), (vis_w, vis_h))
             to_canvas = (to_ext @ similarity @ np.linalg.inv(ir_map))[:2]
-            footprint = cv2.warpAffine(np.ones(ir_fields[0].shape[:2], np.float32), to_canvas, (ext_w, ext_h))
-            cross = np.zeros(shape, complex)
-            vis_energy = np.zeros(shape, complex)
-            ir_energy = np.zeros(shape, complex)
-            for ir_field, (vis_spectrum, vis_energy_spectrum) in zip(ir_fields, vis_spectra):
-                warped = cv2.warpAffine(ir_field, to_canvas, (ext_w, ext_h))
-                z = _to_complex(rotate_field(warped.reshape(-1, 2), math.radians(angle)).reshape(ext_h, ext_w, 2))
-                # |z|^2 and the footprint are real: one transform carries both.
-                energy_spectrum, foot_spectrum = _real_pair(np.fft.fft2(_canvas(np.abs(z) ** 2 + 1j * footprint,
-                                                                                shape)))
+            footprint = cv2.warpAffine(ir_ones, to_canvas, (ext_w, ext_h))
+            cross = np.zeros(shape, np.complex64)
+            ir_energy = np.zeros((ext_h, ext_w), np.float32)
+            for field, vis_spectrum in zip(turned, vis_spectra):
+                z = _to_complex(cv2.warpAffine(field, to_canvas, (ext_w, ext_h)))
                 cross += vis_spectrum * np.conj(np.fft.fft2(_canvas(z, shape)))
-                vis_energy += vis_energy_spectrum * np.conj(foot_spectrum)
-                ir_energy += mask_spectrum * np.conj(energy_spectrum)
-            area = np.real(np.fft.ifft2(mask_spectrum * np.conj(foot_spectrum)))
-            energy = np.real(np.fft.ifft2(vis_energy)) * np.real(np.fft.ifft2(ir_energy))
+                ir_energy += np.abs(z) ** 2
+            # Real maps travel in pairs (real and imaginary parts): fewer transforms.
+            energy_spectrum, foot_spectrum = _real_pair(np.fft.fft2(_canvas(ir_energy + 1j * footprint, shape)))
+            seen = np.fft.ifft2(vis_energy_spectrum * np.conj(foot_spectrum)
+                                + 1j * mask_spectrum * np.conj(foot_spectrum))
+            vis_seen, area = np.real(seen), np.imag(seen)
+            energy = vis_seen * np.real(np.fft.ifft2(mask_spectrum * np.conj(energy_spectrum)))
             score = np.real(np.fft.ifft2(cross)) / np.sqrt(np.maximum(energy, 1e-9))
             enough = area >= MIN_OVERLAP * min(small_w * small_h, float(footprint.sum()))
             peak = _best_shift(score, enough, margin)
