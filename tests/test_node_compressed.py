@@ -101,3 +101,15 @@ def test_a_frame_the_mailbox_replaces_is_never_decoded(harness_factory):  # noqa
     assert wait_for(lambda: h.node.stats.bad_payloads == 1)
     assert h.node.stats.skipped_pairs == 1
     assert re.match(r'(ir|visible): cannot decode JPEG payload of 11 bytes', h.node.stats.last_skip)
+
+
+def test_mask_colour_overlay_has_its_compressed_twin(harness_factory, exported_seg):  # noqa: F811
+    h = harness_factory(exported_seg[0], output__compressed=True, output__jpeg_quality=95)
+    overlay = h.record(Image, 'fused/mask_color')
+    jpeg = h.record(CompressedImage, 'fused/mask_color/compressed')
+    h.start()
+    h.send(IR, VIS, 5)
+    assert wait_for(lambda: overlay and jpeg)
+    assert jpeg[0].header.stamp.sec == 5 and jpeg[0].format == 'bgr8; jpeg compressed bgr8'
+    decoded, _ = compressed.decode(jpeg[0].format, jpeg[0].data)
+    assert np.abs(decoded.astype(int) - codec.image_to_array(overlay[0]).astype(int)).mean() < 3.0
