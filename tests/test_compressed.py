@@ -1,7 +1,10 @@
 """image_transport compressed conventions: topics, format strings, JPEG/PNG at 8 and 16 bit, bad payloads."""
 
 import array
+import struct
+import zlib
 
+from hypothesis import given, settings, strategies as st
 import numpy as np
 import pytest
 
@@ -114,3 +117,32 @@ def test_encode_refuses_what_the_codec_cannot_hold():
         compressed.encode(np.zeros((4, 4), np.uint8), 'bgr8', 'jpeg')
     with pytest.raises(ValueError, match='quality'):
         compressed.encode(scene(), 'bgr8', quality=0)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.sampled_from(['jpeg', 'png', 'bgr8; jpeg compressed bgr8', 'mono16; png compressed mono16']),
+                 st.text(max_size=40)),
+       st.one_of(st.binary(max_size=300), st.sampled_from(['jpeg', 'png']).map(
+           lambda kind: bytes(compressed.encode(scene(), 'bgr8', kind)[1]))), st.integers(0, 400),
+       st.integers(0, 255))
+def test_any_payload_either_decodes_or_raises_a_clear_error(text, payload, cut, flip):
+    """Random format strings and bytes, or a real JPEG/PNG cut short or with one byte changed."""
+    data = bytearray(payload[:cut] if cut < len(payload) else payload)
+    if data and flip:
+        data[flip % len(data)] ^= flip
+    try:
+        image, encoding = compressed.decode(text, bytes(data))
+    except CompressedImageError as err:
+        assert str(err)
+    else:
+        assert encoding in ('mono8', 'mono16', 'bgr8', 'bgra8') and image.size
+
+
+def test_a_header_claiming_too_many_pixels_is_a_clear_error():
+    """OpenCV raises (not returns None) for a PNG declaring 100000 x 100000 pixels: still a CompressedImageError."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack('>I', len(body)) + kind + body + struct.pack('>I', zlib.crc32(kind + body))
+    png = (b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', struct.pack('>IIBBBBB', 100000, 100000, 8, 0, 0, 0, 0))
+           + chunk(b'IDAT', zlib.compress(bytes(10))) + chunk(b'IEND', b''))
+    with pytest.raises(CompressedImageError, match='cannot decode PNG payload of 68 bytes'):
+        compressed.decode('png', png)

@@ -103,7 +103,11 @@ def decode(text: str, data, reduction: int = 1, color: bool = True) -> tuple[np.
         flags = _REDUCED[(reduction, bool(color))]
     else:
         raise ValueError(f'PNG cannot be decoded at reduced size (reduction {reduction}); use 1')
-    image = cv2.imdecode(payload, flags)
+    try:
+        image = cv2.imdecode(payload, flags)
+    except cv2.error as err:     # e.g. a header declaring more pixels than OpenCV's limit
+        raise CompressedImageError(f'cannot decode {codec.upper()} payload of {payload.size} bytes (format '
+                                   f'{text[:80]!r}): {str(err).strip().splitlines()[-1][:120]}') from None
     if image is None or image.size == 0:
         raise CompressedImageError(f'cannot decode {codec.upper()} payload of {payload.size} bytes (format '
                                    f'{text[:80]!r}): truncated or corrupt')
