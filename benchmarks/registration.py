@@ -94,6 +94,19 @@ def simulated_cases(dataset: str, rigs: int, pairs_per_rig: int, rng: np.random.
         yield f'{dataset}/rig{rig:02d}', ir_frames, vis_frames, truth
 
 
+def export_rig(folder: Path, dataset: str, pairs: int, rng: np.random.Generator) -> None:
+    """Write one simulated rig as folders for `fusion-ros calibrate`, with its true homography."""
+    name, ir_frames, vis_frames, truth = next(simulated_cases(dataset, 1, pairs, rng))
+    for sub in ('ir', 'vi'):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    for k, (ir, vis) in enumerate(zip(ir_frames, vis_frames)):
+        cv2.imwrite(str(folder / 'ir' / f'{k:02d}.png'), ir)
+        cv2.imwrite(str(folder / 'vi' / f'{k:02d}.png'), vis)
+    np.savetxt(folder / 'truth.txt', truth)
+    print(f'wrote {name}: {len(ir_frames)} pairs, IR {ir_frames[0].shape[1]}x{ir_frames[0].shape[0]}, '
+          f'visible {vis_frames[0].shape[1]}x{vis_frames[0].shape[0]}, truth in {folder / "truth.txt"}')
+
+
 def real_truth(low: np.ndarray, high: np.ndarray) -> np.ndarray:
     """Same-modality map low-resolution visible -> high-resolution visible: SIFT + RANSAC, then ECC on intensities."""
     sift = cv2.SIFT_create(8000)
@@ -226,9 +239,14 @@ def main() -> None:
     parser.add_argument('--self-registration', type=int, default=0, metavar='GROUPS',
                         help='also calibrate GROUPS groups of 8 registered pairs per dataset as they are')
     parser.add_argument('--merge', type=Path, nargs='+', help='combine the results of earlier runs instead')
+    parser.add_argument('--export-rig', type=Path, metavar='DIR',
+                        help='write one simulated rig of the first dataset (DIR/ir, DIR/vi, DIR/truth.txt) and stop')
     parser.add_argument('--out', type=Path, default=REPO / 'benchmarks' / 'results' / 'registration.json')
     args = parser.parse_args()
     results = {}
+    if args.export_rig:
+        export_rig(args.export_rig, args.datasets[0], args.pairs[-1], np.random.default_rng(args.seed))
+        return
     if args.merge:
         for path in args.merge:
             results.update(json.loads(path.read_text())['results'])

@@ -16,13 +16,18 @@ _PANEL_WIDTH = 640
 
 
 def ir_edges(ir: np.ndarray, homography: np.ndarray, vis_shape: tuple[int, ...]) -> np.ndarray:
-    """Bool mask, on the visible grid, of the IR frame's edges after warping it by an IR -> visible homography."""
+    """Bool mask, on the visible grid, of the edges of the IR frame warped by an IR -> visible homography."""
     gray = np.clip(to_gray_float(ir) * 255, 0, 255).astype(np.uint8)
-    gray = cv2.GaussianBlur(gray, (0, 0), 1.0)
-    high = float(np.percentile(cv2.Laplacian(gray, cv2.CV_32F), 99)) * 4 + 20
-    edges = cv2.Canny(gray, high / 2, high)
-    warped = cv2.warpPerspective(edges, homography, (vis_shape[1], vis_shape[0]), flags=cv2.INTER_NEAREST)
-    return warped > 0
+    size = (vis_shape[1], vis_shape[0])
+    warped = cv2.warpPerspective(cv2.GaussianBlur(gray, (0, 0), 1.0), homography, size, flags=cv2.INTER_LINEAR)
+    inside = cv2.warpPerspective(np.full(gray.shape, 255, np.uint8), homography, size, flags=cv2.INTER_NEAREST)
+    inside = cv2.erode(inside, np.ones((5, 5), np.uint8))     # the frame's own border is no edge
+    scale = float(np.sqrt(abs(np.linalg.det(homography[:2, :2]))))
+    warped = cv2.GaussianBlur(warped, (0, 0), max(1.0, 0.5 * scale))
+    strength = np.abs(cv2.Sobel(warped, cv2.CV_32F, 1, 0)) + np.abs(cv2.Sobel(warped, cv2.CV_32F, 0, 1))
+    high = float(np.percentile(strength, 95))
+    edges = cv2.Canny(warped, 0.5 * high, high)
+    return (edges > 0) & (inside > 0)
 
 
 def overlay(visible: np.ndarray, edges: np.ndarray, title: str) -> np.ndarray:
