@@ -86,14 +86,14 @@ def bag_frames(bag: Path, ir_topic: str, vis_topic: str, slop: float) -> list[tu
 
 
 def spread(items: list, count: int) -> list:
-    """count items spread evenly over the list (all of them if there are fewer)."""
+    """Pick count items spread evenly over the list (all of them if there are fewer)."""
     if len(items) <= count:
         return items
     return [items[int(i)] for i in np.linspace(0, len(items) - 1, count).round()]
 
 
 def rig_parameters(result: Calibration, score: float) -> dict:
-    """The ROS 2 parameter file content of an accepted calibration."""
+    """Build the ROS 2 parameter file content of an accepted calibration."""
     return {'/**': {'ros__parameters': {
         'registration.mode': 'homography',
         'registration.homography': [float(f'{v:.9g}') for v in result.homography.ravel()],
@@ -102,7 +102,7 @@ def rig_parameters(result: Calibration, score: float) -> dict:
 
 
 def report(result: Calibration, names: list[str], score: Optional[float], source: str) -> str:
-    """A short Markdown report: the answer or the refusal, the score, and what each pair contributed."""
+    """Write a short Markdown report: the answer or the refusal, the score, and what each pair contributed."""
     lines = [f'# Rig calibration ({source})', '']
     if result.ok:
         rows = '\n'.join('    ' + '  '.join(f'{v:12.6g}' for v in row) for row in result.homography)

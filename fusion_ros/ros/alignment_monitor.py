@@ -1,5 +1,5 @@
 """
-The node's watch on its registration: is the running alignment score still near the calibrated one?
+The node's watch on its registration: whether the running alignment score stays near the calibrated one.
 
 `fusion-ros calibrate` writes the rig's alignment score (registration.calibrated_score). Every Nth
 fused pair the node scores how well the registered IR frame's edges lie on the visible ones
@@ -55,7 +55,7 @@ class AlignmentMonitor:
         return median(scores) if scores else None
 
     def problem(self) -> Optional[str]:
-        """The WARN message when the recent scores sit well below the calibrated score, else None."""
+        """Return the WARN message when the recent scores sit well below the calibrated score, else None."""
         scores = list(self._scores)
         if self.calibrated <= 0 or len(scores) < MIN_SCORES:
             return None

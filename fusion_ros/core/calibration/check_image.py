@@ -31,7 +31,7 @@ def ir_edges(ir: np.ndarray, homography: np.ndarray, vis_shape: tuple[int, ...])
 
 
 def overlay(visible: np.ndarray, edges: np.ndarray, title: str) -> np.ndarray:
-    """The visible frame (dimmed) with edges in red and a title, scaled to the panel width."""
+    """Draw the visible frame (dimmed) with edges in red and a title, scaled to the panel width."""
     vis = visible if visible.ndim == 3 else cv2.cvtColor(visible, cv2.COLOR_GRAY2BGR)
     vis = cv2.convertScaleAbs(vis.astype(np.float32) * 0.7)
     vis[cv2.dilate(edges.astype(np.uint8), np.ones((2, 2), np.uint8)) > 0] = _EDGE_COLOUR
