@@ -11,7 +11,6 @@ frame failure stops fusion: each is skipped or refused with a reason, logged onc
 per reason per period (log_throttle.py) and counted.
 """
 
-from concurrent.futures import ThreadPoolExecutor
 import threading
 import time
 import traceback
@@ -109,8 +108,6 @@ class FusionNode(LifecycleNode):
         self._pubs: dict[str, Any] = {}
         self._stamps = StampGuard(int(BY_NAME['pairing.clock_jump_threshold'].default * 1e9))
         self._camera_info: Optional[CameraInfo] = None
-        # decodes the IR frame of a compressed pair while the inference thread decodes the visible one
-        self._decoder = ThreadPoolExecutor(1, thread_name_prefix='fusion_decode')
         self._diag_timer = None
         self._diag_pub = None
 
@@ -236,7 +233,6 @@ class FusionNode(LifecycleNode):
         """
         super().destroy_node()
         self._state_machine.destroy_when_not_in_use()
-        self._decoder.shutdown(wait=False)
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Release the model and publishers."""
@@ -373,13 +369,8 @@ class FusionNode(LifecycleNode):
 
     def _fuse_and_publish(self, ir_msg: Image, vis_msg: Image) -> None:
         started = time.perf_counter()
-        if codec.is_compressed(ir_msg) or codec.is_compressed(vis_msg):   # two decodes at once (GIL released)
-            ir_future = self._decoder.submit(self._decode_ir, ir_msg)
-            vis = codec.to_bgr(*self._decode(VISIBLE, vis_msg))
-            ir = ir_future.result()
-        else:                           # raw frames are views on the messages: nothing to share out
-            ir = self._decode_ir(ir_msg)
-            vis = codec.to_bgr(*self._decode(VISIBLE, vis_msg))
+        ir = codec.to_mono(*self._decode(IR, ir_msg), *self.ir_units)
+        vis = codec.to_bgr(*self._decode(VISIBLE, vis_msg))
         encoding, (alpha, palette) = self.output_encoding, self.mask_style
         inference_started = time.perf_counter()
         result = self.pipeline.fuse(ir, vis)
@@ -413,10 +404,6 @@ class FusionNode(LifecycleNode):
             return codec.message_to_array(msg)
         except CompressedImageError as err:
             raise CompressedImageError(f'{STREAM_NAMES[stream]}: {err}') from None
-
-    def _decode_ir(self, msg: Any) -> np.ndarray:
-        """Decode an infrared frame to one plane (counts or 8-bit) with the node's temperature settings."""
-        return codec.to_mono(*self._decode(IR, msg), *self.ir_units)
 
     def _alignment_score(self, ir: np.ndarray, vis: np.ndarray) -> float:
         """Score how well the registered IR frame's edges lie on the visible ones (registration.score_every)."""
