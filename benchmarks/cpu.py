@@ -259,8 +259,8 @@ def bench_eager(model: Path, ir: np.ndarray, vis: np.ndarray, threads: int, repe
         return {'skipped': f'torch not installed ({err})'}
     from fusion_ros.core.color import bgr_to_ycrcb, to_uint8, to_unit, ycrcb_to_bgr
     torch.set_num_threads(threads)
-    pinned = load_card(model, verify=False).provenance['torch_weights']['file']
-    net = core_from_weights(torch.load(model.parent / pinned, map_location='cpu', weights_only=True))
+    from fusion_ros.backends.torch_backend import exported_weights
+    net = core_from_weights(exported_weights(model, load_card(model, verify=False)))
 
     def run() -> np.ndarray:
         y, cr, cb = bgr_to_ycrcb(to_unit(vis))

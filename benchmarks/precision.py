@@ -3,8 +3,8 @@ What fp16 does to the fused image: every shipped model run in fp32 and in fp16, 
 
     .venv/bin/python benchmarks/precision.py [--models models] [--out benchmarks/results/precision.json]
 
-The networks (rebuilt from the exported weights ``models/<name>.pt``) run once in fp32 and once
-with weights and activations in fp16 (PyTorch, CPU), with the colour maths in fp32 as in the uint8
+The networks (rebuilt from the exported weights, read from the graph or ``models/<name>.pt``) run
+once in fp32 and once with weights and activations in fp16 (PyTorch, CPU), with the colour maths in fp32 as in the uint8
 graphs. Reported per model: the largest and mean absolute difference of the fused BGR image in
 grey levels, the share of pixels off by more than one level, the change of the fusion metrics,
 and the mask agreement (saliency in levels, class maps in share of equal pixels). TensorRT's fp16
@@ -23,6 +23,7 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from fusion_ros.backends.torch_backend import exported_weights  # noqa: E402
 from fusion_ros.core.color import bgr_to_ycrcb, to_uint8, to_unit, ycrcb_to_bgr  # noqa: E402
 from fusion_ros.core.model_card import load_card  # noqa: E402
 from fusion_ros.evaluation import metrics  # noqa: E402
@@ -46,7 +47,7 @@ def fuse(core, ir: np.ndarray, vis: np.ndarray, dtype: torch.dtype) -> tuple[np.
 def compare(model: Path, samples) -> dict:
     """fp32 vs fp16 for one model over the samples."""
     card = load_card(model)
-    weights = torch.load(model.parent / card.provenance['torch_weights']['file'], weights_only=True)
+    weights = exported_weights(model, card)
     diffs, deltas, masks = [], {m: [] for m in METRICS}, []
     for _, ir, vis in samples:
         core = core_from_weights(weights)

@@ -109,7 +109,8 @@ def test_compare_fuses_the_common_holdout_and_fills_the_cards(exported, exported
     assert card['metrics_mean'] == {'sgfusion': full['metrics_mean']['sgfusion']}
     assert card['segmentation']['scores'] == {'sgfusion': full['segmentation']['scores']['sgfusion']}
     assert card['target_contrast']['summary'] == {'sgfusion': contrast['sgfusion']}
-    assert card['relative'] == {'reference': 'seafusion', 'methods': {'sgfusion': full['relative']['methods']['sgfusion']}}
+    own = full['relative']['methods']['sgfusion']
+    assert card['relative'] == {'reference': 'seafusion', 'methods': {'sgfusion': own}}
     uint8, float_ = (json.loads((tmp_path / f'seafusion{s}.json').read_text())['provenance']['comparison']
                      for s in ('', '_float'))
     assert uint8 == float_ and set(uint8['metrics_mean']) == {'seafusion'}

@@ -17,7 +17,7 @@ import pytest
 from fusion_ros.backends.onnxruntime_backend import OnnxRuntimeBackend
 from fusion_ros.backends.tensorrt_backend import TensorRTBackend
 from fusion_ros.core.imageio import read_ir, read_visible
-from fusion_ros.core.model_card import load_card
+from fusion_ros.core.model_card import load_card, sha256_of
 from fusion_ros.core.pipeline import FusionPipeline
 from fusion_ros.tensorrt.builder import BuildSettings, EngineBuildError, ensure_engine, profile_shapes
 from fusion_ros.tensorrt.cuda_memory import CudaRuntime
@@ -81,19 +81,25 @@ def test_fp32_builds_the_model_itself(exported, tmp_path):
     assert header['strongly_typed'] and header['flags'] == []
 
 
-def test_fp16_needs_the_fp16_graph_the_card_pins(exported, tmp_path):
-    for suffix in ('.onnx', '.json', '_fp16.onnx'):
-        shutil.copy(exported[0].with_name(exported[0].stem + suffix), tmp_path / ('m' + suffix))
-    (tmp_path / 'm_fp16.onnx').unlink()
+def test_fp16_builds_the_graph_the_card_pins_derived_or_beside_the_model(exported, tmp_path):
+    for suffix in ('.onnx', '.json'):
+        shutil.copy(exported[0].with_suffix(suffix), tmp_path / ('m' + suffix))
     model = tmp_path / 'm.onnx'
     card = json.loads((tmp_path / 'm.json').read_text())
     card['provenance']['fp16']['onnx'] = 'm_fp16.onnx'
     (tmp_path / 'm.json').write_text(json.dumps(card))
-    with pytest.raises(EngineBuildError, match='fp16 graph .*m_fp16.onnx named by the card of m.onnx is missing'):
-        build(model, tmp_path)
-    shutil.copy(exported[0], tmp_path / 'm_fp16.onnx')                 # the fp32 graph under the fp16 name
+    plan, decision, _, _ = build(model, tmp_path / 'engines')          # derived into the engine folder
+    assert decision.action == 'build' and plan_header(plan)['graph_sha256'] == card['provenance']['fp16']['sha256']
+    assert sha256_of(plan.parent / 'm_fp16.onnx') == card['provenance']['fp16']['sha256']
+    assert not (tmp_path / 'm_fp16.onnx').exists()
+    shutil.copy(exported[0], tmp_path / 'm_fp16.onnx')                 # beside the model: the fp32 graph, wrong
     with pytest.raises(EngineBuildError, match='does not match the sha256'):
-        build(model, tmp_path)
+        build(model, tmp_path / 'engines')
+    (tmp_path / 'm_fp16.onnx').unlink()
+    card['provenance']['fp16']['sha256'] = '0' * 64                     # not what this onnx derives
+    (tmp_path / 'm.json').write_text(json.dumps(card))
+    with pytest.raises(EngineBuildError, match='not the one its card pins .*install that onnx version'):
+        build(model, tmp_path / 'other')
     del card['provenance']['fp16']
     (tmp_path / 'm.json').write_text(json.dumps(card))
     with pytest.raises(EngineBuildError, match='has no fp16 graph .*or use precision fp32'):

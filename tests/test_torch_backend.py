@@ -31,11 +31,12 @@ def test_torch_equals_onnxruntime_on_every_graph_kind(request, fixture):
         assert backend.describe().endswith('on cpu fp32')             # fp16 applies on CUDA only
 
 
-def test_weights_are_pinned_by_the_card(exported, tmp_path):
-    model = exported[0]
+def test_weights_are_pinned_by_the_card(exported_seg, tmp_path):
+    """A model whose graph folded weights away (the segmenter's BatchNorm) keeps a .pt, pinned by sha256."""
+    model = exported_seg[0]
     card = load_card(model)
-    assert card.provenance['torch_weights']['file'] == 'seafusion.pt'
-    copy = tmp_path / 'seafusion.onnx'
+    assert card.provenance['torch_weights']['file'] == 'seafusion_seg.pt'
+    copy = tmp_path / 'seafusion_seg.onnx'
     copy.write_bytes(model.read_bytes())
     copy.with_suffix('.json').write_text(model.with_suffix('.json').read_text())
     with pytest.raises(FileNotFoundError, match='PyTorch weights not found'):
@@ -62,6 +63,7 @@ def test_pipeline_with_the_torch_backend(exported):
     ir, vis = frame(48, 64, seed=3)
     diff = np.abs(pipe.fuse(ir, vis).fused_bgr.astype(int) - ref.fuse(ir, vis).fused_bgr.astype(int))
     assert diff.max() <= 1
-    assert json.loads(exported[0].with_suffix('.json').read_text())['provenance']['torch_weights']['sha256']
+    assert json.loads(exported[0].with_suffix('.json').read_text())['provenance']['torch_weights'] == \
+        {'graph_prefix': 'core.net.'}
     with pytest.raises(ValueError, match="unknown backend 'tflite'"):
         create_backend('tflite', exported[0], load_card(exported[0]))

@@ -1,11 +1,13 @@
 """
-The fp16 graphs TensorRT builds for precision fp16 (training/fp16.py), and the exporter's TensorRT Cast rule.
+The fp16 graphs TensorRT builds for precision fp16 (fusion_ros/tensorrt/fp16_graph.py, validated by training/fp16.py).
 
 All real: ONNX graphs, onnx.checker, ONNX Runtime, the bundled pairs. A tiny graph whose
 intermediate values exceed half precision's range shows why the keep-in-fp32 list exists.
 """
 
+import dataclasses
 import json
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -14,10 +16,13 @@ import onnxruntime as ort
 import pytest
 
 from fusion_ros.core.model_card import load_card, sha256_of
+from fusion_ros.tensorrt.fp16_graph import convert, derive_fp16, Fp32Keep
 from fusion_ros.tensorrt.onnx_support import check_for_tensorrt
 from tests.model_fixtures import PAIRS, write_tiny_model
 from training.export import load_samples
-from training.fp16 import attach_fp16, convert, Fp32Keep, keep_for
+from training.fp16 import attach_fp16, keep_for
+
+REPO = Path(__file__).resolve().parent.parent
 
 SQUARES = ('Mul', 'ReduceMean', 'Sqrt')
 
@@ -94,11 +99,12 @@ def test_an_fp16_graph_that_overflows_is_refused_with_the_remedy(tmp_path):
     assert not (tmp_path / 'rms_fp16.onnx').exists() and model.with_suffix('.json').read_text() == card_before
 
 
-def test_export_writes_a_validated_fp16_graph_pinned_by_the_card(exported):
+def test_export_pins_a_validated_fp16_graph_that_the_runtime_derives(exported, tmp_path):
     card = load_card(exported[0])
     fp16 = card.provenance['fp16']
-    path = exported[0].with_name(fp16['onnx'])
-    assert fp16['onnx'] == 'seafusion_fp16.onnx' and sha256_of(path) == fp16['sha256']
+    assert not exported[0].with_name(fp16['onnx']).exists()      # not shipped: its weights are the model's
+    path = derive_fp16(exported[0], card, tmp_path)
+    assert path == tmp_path / 'seafusion_fp16.onnx' and sha256_of(path) == fp16['sha256']
     assert check_for_tensorrt(path) == []
     report = fp16['validation']
     assert report['compared'] == 'seafusion_fp16.onnx' and len(report['samples']) == 2
@@ -108,12 +114,37 @@ def test_export_writes_a_validated_fp16_graph_pinned_by_the_card(exported):
     assert 'fp16' not in load_card(exported[1]).provenance        # the float graph is not the node's
 
 
-def test_segmenter_class_ids_reach_uint8_through_float(exported_seg):
+def test_segmenter_class_ids_reach_uint8_through_float(exported_seg, tmp_path):
     """TensorRT casts to UINT8 only from FLOAT/HALF: the ArgMax ids must not be cast INT64 -> UINT8."""
     uint8, float_graph = exported_seg
     for path in (uint8, float_graph, uint8.with_name('seafusion_seg_segmenter.onnx'),
-                 uint8.with_name('seafusion_seg_fp16.onnx')):
+                 derive_fp16(uint8, load_card(uint8), tmp_path)):
         assert check_for_tensorrt(path) == [], path.name
     report = load_card(uint8).provenance['fp16']['validation']
     assert report['class_map_equal_share'] > 0.99
     assert json.loads(uint8.with_suffix('.json').read_text())['mask']['kind'] == 'classes'
+
+
+def test_derivation_reuses_a_matching_file_and_refuses_other_bytes(exported, tmp_path):
+    card = load_card(exported[0])
+    path = derive_fp16(exported[0], card, tmp_path)
+    path.write_bytes(b'stale')                                       # a wrong file in the folder is replaced
+    assert derive_fp16(exported[0], card, tmp_path) == path and sha256_of(path) == card.provenance['fp16']['sha256']
+    stamp = path.stat().st_mtime_ns
+    assert derive_fp16(exported[0], card, tmp_path) == path and path.stat().st_mtime_ns == stamp   # reused
+    other = dataclasses.replace(card, provenance={**card.provenance,
+                                                  'fp16': {**card.provenance['fp16'], 'sha256': '0' * 64}})
+    with pytest.raises(ValueError, match=r'not the one its card pins \(validated with onnx .*python -m training.fp16'):
+        derive_fp16(exported[0], other, tmp_path / 'other')
+    assert not (tmp_path / 'other').exists()
+
+
+@pytest.mark.parametrize('card_path', sorted(p for p in (REPO / 'models').glob('*.json')
+                                             if 'fp16' in json.loads(p.read_text()).get('provenance', {})),
+                         ids=lambda p: p.stem)
+def test_every_shipped_fp16_graph_is_derived_bit_for_bit(card_path, tmp_path):
+    """The shipped models carry no fp16 file: the one their card validated must come back exactly."""
+    model = card_path.with_suffix('.onnx')
+    card = load_card(model)
+    assert not model.with_name(card.provenance['fp16']['onnx']).exists()
+    assert sha256_of(derive_fp16(model, card, tmp_path)) == card.provenance['fp16']['sha256']

@@ -18,6 +18,7 @@ versions differ the double follows the version it is given: TensorRT 11 has no w
 import ctypes
 import hashlib
 import json
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -207,7 +208,7 @@ class FakeTensorRT:
                 problems = check_for_tensorrt(path) if path else []
                 self._errors = [_ParserError(f'In node -1 (parseGraph): UNSUPPORTED_NODE: {p}') for p in problems]
                 if not self._errors:
-                    self._network._model = bytes(model)
+                    self._network._model = _with_external_weights(bytes(model), path)
                 return not self._errors
 
             @property
@@ -241,6 +242,17 @@ class FakeTensorRT:
     @staticmethod
     def nptype(trt_type):
         return {'UINT8': np.uint8, 'FLOAT': np.float32, 'HALF': np.float16, 'INT64': np.int64}[trt_type]
+
+
+def _with_external_weights(model: bytes, path) -> bytes:
+    """As the real parser does, read weights kept as ONNX external data from beside `path` into the network."""
+    proto = onnx.load_from_string(model)
+    if not any(t.data_location == onnx.TensorProto.EXTERNAL for t in proto.graph.initializer):
+        return model
+    if not path:
+        raise ValueError('a graph with external weights needs its path to find them')
+    onnx.external_data_helper.load_external_data_for_model(proto, str(Path(path).parent))
+    return proto.SerializeToString()
 
 
 class _Network:

@@ -6,6 +6,8 @@ from typing import Any, Callable, Optional
 
 import torch
 
+from fusion_ros.backends.torch_backend import exported_weights
+from fusion_ros.core.model_card import load_card
 from training.config import parse_command_line
 
 
@@ -19,9 +21,16 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Load on CPU; checkpoints hold numpy RNG state, so weights_only loading is not possible."""
+    """
+    Load on CPU; checkpoints hold numpy RNG state, so weights_only loading is not possible.
+
+    An exported model (``.onnx`` with its card) gives its weights as a checkpoint's 'method' and
+    'model' entries, so ``init_from`` can start from a shipped model, which has no .pt of its own.
+    """
     if not Path(path).is_file():
         raise FileNotFoundError(f'checkpoint not found: {path}')
+    if Path(path).suffix == '.onnx':
+        return exported_weights(Path(path), load_card(Path(path)))
     return torch.load(path, map_location='cpu', weights_only=False)
 
 

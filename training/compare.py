@@ -15,8 +15,9 @@ each labelled person's or vehicle's contrast survives, fusion_ros.evaluation.tar
 ``--out`` (summary.md, relative.md: each metric as a fraction of the ``--reference`` model's, segmentation.md,
 target_contrast.md, with ``--timings`` speed.md, and JSON) with
 ``grid.png`` (2 day and 2 night scenes: IR, visible and every model side by side). Each model's card
-(uint8 and float) gets a ``comparison`` entry with its own rows only and the path of comparison.json. Speeds are read from a
-benchmarks/cpu.py sweep (``--timings``), never timed here, so the comparison may run beside other work.
+(uint8 and float) gets a ``comparison`` entry with its own rows only and the path of comparison.json.
+Speeds are read from a benchmarks/cpu.py sweep (``--timings``), never timed here, so the comparison may
+run beside other work.
 """
 
 import argparse

@@ -15,8 +15,13 @@ Models with a mask add a second output to both: SGFusion's ``saliency`` (float
 (uint8 ids of its segmenter applied to the fused luminance); the card's ``mask``
 field names it, so the node knows to publish it.
 
-The uint8 graph also gets an fp16 twin, ``<out stem>_fp16.onnx`` (training.fp16), which
-TensorRT builds for precision fp16. Both have dynamic H and W. Each is checked with onnx.checker, then run with
+Each set of weights ships once: the float twin reads its weights from the uint8 graph's file
+(ONNX external data, training.shared_weights; its card pins that file too), the torch backend
+reads them from the graph's initializers (a ``.pt`` is written only when the graph lacks some,
+e.g. a segmenter's folded BatchNorm), and the fp16 twin TensorRT builds for precision fp16,
+``<out stem>_fp16.onnx`` (training.fp16), is validated and pinned in the card but not written:
+the builder derives the same bytes on the target. Both graphs have dynamic H and W. Each is
+checked with onnx.checker, then run with
 ONNX Runtime on real sample pairs and compared to PyTorch: the float graph to
 1e-5 (or the PARITY_FLOAT_TOL its network module declares), the uint8 graph to one
 grey level, class maps to 0.1 % of pixels (argmax ties). A failed check raises and
@@ -38,7 +43,7 @@ import torch
 from torch import nn
 
 from fusion_ros import __version__
-from fusion_ros.backends.torch_backend import weights_path
+from fusion_ros.backends.torch_backend import GRAPH_PREFIX, weights_in_graph, weights_path
 from fusion_ros.core.color import bgr_to_ycrcb, to_unit
 from fusion_ros.core.imageio import pair_folders, read_ir, read_visible
 from fusion_ros.core.model_card import card_path_for, load_card, ModelCard, save_card, sha256_of, TensorSpec
@@ -51,6 +56,7 @@ from fusion_ros.networks.registry import declared
 from training.checkpoint import load_checkpoint
 from training.fp16 import attach_fp16
 from training.run_log import run_chain
+from training.shared_weights import share_weights
 
 FLOAT_TOL = 1e-5
 UINT8_TOL = 1
@@ -185,14 +191,20 @@ def load_core(checkpoint: Path) -> tuple[FusionCore, dict]:
     return core_from_weights({**ckpt, 'method': ckpt['config']['method']}), ckpt
 
 
-def save_weights(core: FusionCore, method: str, path: Path) -> dict:
+def save_weights(core: FusionCore, method: str, graph: Path) -> dict:
     """
-    Write the weights the torch backend runs (weights-only loadable) and return their card entry.
+    Return the card entry of the weights the torch backend runs: the graph itself, or a .pt beside it.
 
-    Only state dicts, the method name and class names go in, so ``torch.load(weights_only=True)`` can
-    read them without unpickling code.
+    The graph is enough when its initializers hold every network tensor by name and value (then
+    nothing more is written: the weights ship once). Otherwise (a segmenter, whose BatchNorm the
+    export folds) a weights-only ``<graph stem>.pt`` is written: only state dicts, the method name
+    and class names, so ``torch.load(weights_only=True)`` reads it without unpickling code.
     """
-    weights = {'method': method, 'model': core.net.state_dict()}
+    state = core.net.state_dict()
+    if core.segmenter is None and weights_in_graph(graph, method, state):
+        return {'graph_prefix': GRAPH_PREFIX}
+    path = weights_path(graph)
+    weights = {'method': method, 'model': state}
     if core.segmenter is not None:
         weights.update(segmenter=core.segmenter.state_dict(), classes=list(BOX_CLASSES))
     torch.save(weights, path)
@@ -250,6 +262,7 @@ def export_core(core: FusionCore, method: str, out: Path, samples_dir: Path, ori
     ex_bgr = torch.randint(0, 256, (64, 80, 3), dtype=torch.uint8)
     hw = {0: 'H', 1: 'W'}
     export_graph(Uint8Graph(core).eval(), (ex_ir8, ex_bgr), out, u_in, u_out, {t.name: hw for t in u_in + u_out}, opset)
+    external = share_weights(float_path, out)      # before the parity check, so it checks what ships
     samples = load_samples(samples_dir, sample_limit)
     parity = check_parity(core, float_path, out, samples, method)
     provenance = {
@@ -259,13 +272,14 @@ def export_core(core: FusionCore, method: str, out: Path, samples_dir: Path, ori
                    'date': datetime.now(timezone.utc).isoformat(timespec='seconds'),
                    'torch': torch.__version__, 'onnx': onnx.__version__, 'onnxruntime': ort.__version__},
         'parity': parity,
-        'torch_weights': save_weights(core, method, weights_path(out)),
+        'torch_weights': save_weights(core, method, out),
     }
     for path, graph, (inputs, outputs) in ((out, 'uint8', (u_in, u_out)), (float_path, 'float', (f_in, f_out))):
         card = ModelCard(method=method, version=__version__, graph=graph, onnx=path.name, sha256=sha256_of(path),
-                         opset=opset, inputs=inputs, outputs=outputs, mask=card_mask(kind), provenance=provenance)
+                         opset=opset, inputs=inputs, outputs=outputs, mask=card_mask(kind), provenance=provenance,
+                         external_data=external if graph == 'float' else None)
         save_card(card, card_path_for(path))
-    attach_fp16(out, samples)       # <out stem>_fp16.onnx for TensorRT's fp16 builds, validated, in the card
+    attach_fp16(out, samples)       # TensorRT's fp16 graph: validated and pinned in the card, derived on the target
     if core.segmenter is not None:
         export_segmenter(core, out.with_name(out.stem + '_segmenter.onnx'), provenance, opset)
     return out, float_path

@@ -2,12 +2,14 @@
 PyTorch backend: the fusion networks themselves (fusion_ros.networks), for GPUs without TensorRT (and for CPUs).
 
 It rebuilds the graph the card describes (uint8 end-to-end or float) from
-fusion_ros.networks (the wrappers training.export exported) and the weights saved beside the ONNX file
-(``<model>.pt``, pinned by sha256 in the card), so it computes exactly what
-was exported. On CUDA it runs under fp16 autocast and, for a fixed input size,
-replays a captured CUDA graph (re-captured when the size changes); on CPU it
-runs eagerly in fp32. It needs torch and nothing from training/, so it works
-from a colcon install space.
+fusion_ros.networks (the wrappers training.export exported) and the exported weights, so it computes
+exactly what was exported. The weights are read from the ONNX graph itself (its initializers keep the
+network's parameter names; card entry ``torch_weights.graph_prefix``), so they ship once; only a
+model whose graph folded some of them away at export (a segmenter's BatchNorm) keeps ``<model>.pt``
+beside it, pinned by sha256 in the card. On CUDA it runs under fp16 autocast and, for a fixed
+input size, replays a captured CUDA graph (re-captured when the size changes); on CPU it runs
+eagerly in fp32. It needs torch and onnx (to read the graph) and nothing from training/, so it
+works from a colcon install space.
 """
 
 from pathlib import Path
@@ -21,9 +23,83 @@ from fusion_ros.core.model_card import ModelCard, sha256_of
 PRECISIONS = ('fp16', 'fp32')
 
 
+GRAPH_PREFIX = 'core.net.'   # where the exported wrappers (FloatGraph, Uint8Graph) keep the network
+
+
 def weights_path(model_path: Path) -> Path:
     """Return where export writes the PyTorch weights of a uint8 graph (its float twin's card names the same file)."""
     return Path(model_path).with_suffix('.pt')
+
+
+def state_from_graph(graph_path: Path, template: dict, prefix: str = GRAPH_PREFIX) -> Optional[dict]:
+    """
+    The network's state dict read from the graph's initializers named ``prefix + key``; None if one is missing.
+
+    ``template`` is the network's own state dict (names and shapes). Two gaps are filled from it:
+    BatchNorm's batch counter, which no graph holds and eval mode never reads, and a fixed tensor
+    (a Sobel kernel) that the ONNX exporter merged into an identical one under another name: the
+    template's value is taken when the graph holds those very bytes. The exporter writes a card
+    that points here only after checking the result against the trained weights.
+    """
+    import onnx
+    from onnx import numpy_helper
+    import torch
+    arrays = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(graph_path)).graph.initializer}
+    held = {(a.dtype.str, a.shape, a.tobytes()) for a in arrays.values()}
+    state = {}
+    for key, value in template.items():
+        array = arrays.get(prefix + key)
+        if array is None:
+            own = value.cpu().numpy()
+            if not (key.endswith('num_batches_tracked') or (own.dtype.str, own.shape, own.tobytes()) in held):
+                return None
+            state[key] = value
+        elif tuple(array.shape) != tuple(value.shape):
+            return None
+        else:
+            state[key] = torch.from_numpy(array.copy())
+    return state
+
+
+def weights_in_graph(graph_path: Path, method: str, state: dict) -> bool:
+    """
+    Tell whether the loader reads exactly ``state`` back from the graph (checked before a card relies on it).
+
+    The template is a fresh network, as the loader's is: a tensor the exporter merged away is only
+    recovered when it is a fixed one, never a trained value that happens to equal another. BatchNorm's
+    batch counter is not compared (eval mode never reads it).
+    """
+    import torch
+    from fusion_ros.networks.registry import build_model
+    found = state_from_graph(graph_path, build_model(method).state_dict())
+    return found is not None and found.keys() == state.keys() and \
+        all(torch.equal(found[k], v.cpu()) for k, v in state.items() if not k.endswith('num_batches_tracked'))
+
+
+def exported_weights(model_path: Path, card: ModelCard) -> dict:
+    """
+    The {'method', 'model'[, 'segmenter', 'classes']} state dicts an exported model runs with.
+
+    Read from the graph when the card says its initializers hold them (the graph's sha256 is the
+    card's), else from the .pt file the card pins. Training's ``init_from`` takes them too.
+    """
+    import torch
+    from fusion_ros.networks.registry import build_model
+    model_path = Path(model_path)
+    pinned = card.provenance.get('torch_weights')
+    if not pinned:
+        raise ValueError(f'the card of {model_path.name} names no PyTorch weights; re-export the model')
+    if 'graph_prefix' in pinned:
+        state = state_from_graph(model_path, build_model(card.method).state_dict(), pinned['graph_prefix'])
+        if state is None:
+            raise ValueError(f'{model_path.name} lacks weights its card says it holds; re-export the model')
+        return {'method': card.method, 'model': state}
+    path = model_path.parent / pinned['file']
+    if not path.is_file():
+        raise FileNotFoundError(f'PyTorch weights not found: {path} (written by training.export beside the ONNX)')
+    if pinned.get('sha256') != sha256_of(path):
+        raise ValueError(f'{path} does not match the sha256 in the card of {model_path.name}; re-export the model')
+    return torch.load(path, map_location='cpu', weights_only=True)
 
 
 class TorchBackend(Backend):
@@ -53,18 +129,10 @@ class TorchBackend(Backend):
         self._captured: Optional[tuple] = None   # (shapes, CUDAGraph, static inputs, static outputs)
 
     def _load(self, model_path: Path):
-        """Rebuild the exported wrapper around the saved weights, after checking them against the card."""
+        """Rebuild the exported wrapper around the exported weights (checked against the card)."""
         from fusion_ros.networks.graphs import core_from_weights, FloatGraph, Uint8Graph
-        pinned = self.card.provenance.get('torch_weights')
-        if not pinned:
-            raise ValueError(f'the card of {model_path.name} names no PyTorch weights; re-export the model')
-        path = model_path.parent / pinned['file']
-        if not path.is_file():
-            raise FileNotFoundError(f'PyTorch weights not found: {path} (written by training.export beside the ONNX)')
-        if pinned.get('sha256') != sha256_of(path):
-            raise ValueError(f'{path} does not match the sha256 in the card of {model_path.name}; re-export the model')
-        core = core_from_weights(self.torch.load(path, map_location='cpu', weights_only=True))
-        return (Uint8Graph if self.card.graph == 'uint8' else FloatGraph)(core).eval()
+        wrapper = Uint8Graph if self.card.graph == 'uint8' else FloatGraph
+        return wrapper(core_from_weights(exported_weights(model_path, self.card))).eval()
 
     def _forward(self, tensors: list):
         """One forward pass under inference mode (and fp16 autocast on CUDA)."""

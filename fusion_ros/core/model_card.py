@@ -43,6 +43,9 @@ class ModelCard:
     mask: Optional[dict[str, Any]] = None       # output name + class names, when the graph has one
     provenance: dict[str, Any] = field(default_factory=dict)  # training command, data, metrics, parity
     format: str = CARD_FORMAT
+    # Files the graph reads its weights from (ONNX external data), name beside the graph -> sha256: a
+    # float twin reads them from its uint8 graph, so each set of weights ships once.
+    external_data: Optional[dict[str, str]] = None
 
     def input(self, layout_role: str) -> TensorSpec:
         """Return the input whose name is layout_role ('ir', 'visible_bgr', ...)."""
@@ -98,7 +101,20 @@ def load_card(model_path: Path, verify: bool = True) -> ModelCard:
         if actual != card.sha256:
             raise ValueError(f'{model_path} does not match its card {path.name}: '
                              f'sha256 {actual[:12]}... != {card.sha256[:12]}... (re-export or fix the card)')
+        verify_external_data(model_path, card)
     return card
+
+
+def verify_external_data(model_path: Path, card: ModelCard) -> None:
+    """Check the files the graph takes its weights from: present beside it and the bytes the card pins."""
+    for name, pinned in (card.external_data or {}).items():
+        source = Path(model_path).parent / name
+        if not source.is_file():
+            raise FileNotFoundError(f'{Path(model_path).name} reads its weights from {name}, which is not beside it '
+                                    f'in {source.parent} (copy both files, or re-export with training.export)')
+        if sha256_of(source) != pinned:
+            raise ValueError(f'{name}, the weights of {Path(model_path).name}, does not match the sha256 its card '
+                             'pins (re-export both graphs with training.export)')
 
 
 def save_card(card: ModelCard, path: Path) -> None:

@@ -7,7 +7,7 @@ One implementation, used by the node (in lifecycle configure), by
 One build path for every version: a strongly typed network, so tensor types come
 from the graph. Precision fp32 builds the model's graph; fp16 builds the model's
 fp16 graph (``<model>_fp16.onnx``, named and pinned by sha256 in the model card,
-written by training.export), never a builder flag: TensorRT 11 has no weak typing
+validated by training.export, derived here by fp16_graph), never a builder flag: TensorRT 11 has no weak typing
 and no FP16 flag, and on 10.x the same graph gives the same engine.
 
 ``ensure_engine`` applies the cache policy of engine_cache under the lock of
@@ -28,7 +28,7 @@ from fusion_ros.core.model_card import load_card, ModelCard, sha256_of
 from fusion_ros.tensorrt.cuda_memory import CudaRuntime
 from fusion_ros.tensorrt.engine_cache import (CacheDecision, decide, DEFAULT_PROFILE, EngineKey, key_to_dict,
                                               Profile, refuse_or_build, sidecar_path)
-from fusion_ros.tensorrt.plan_store import build_lock, default_plan_path, store_plan, write_atomic
+from fusion_ros.tensorrt.plan_store import build_lock, default_plan_path, engine_dir, store_plan, write_atomic
 
 
 class EngineBuildError(RuntimeError):
@@ -83,18 +83,32 @@ def deserialize(trt: Any, plan_path: Path) -> Any:
     return runtime.deserialize_cuda_engine(Path(plan_path).read_bytes())
 
 
-def graph_for(onnx_path: Path, card: ModelCard, precision: str) -> Path:
-    """Return the ONNX graph a precision builds: the model for fp32, its card-pinned fp16 twin for fp16."""
+def graph_for(onnx_path: Path, card: ModelCard, precision: str, folder: Optional[Path] = None) -> Path:
+    """
+    Return the ONNX graph a precision builds: the model for fp32, its card-pinned fp16 graph for fp16.
+
+    The fp16 graph is the file beside the model when one is there (exports before issue 19 shipped
+    it), else derived from the model into folder (default: the engine folder) by fp16_graph.
+    """
     onnx_path = Path(onnx_path)
     if precision != 'fp16':
         return onnx_path
     fp16 = card.provenance.get('fp16')
     if not fp16:
         raise EngineBuildError(f'{onnx_path.name} has no fp16 graph (its card names none): re-export it with '
-                               'python -m training.export, which writes <model>_fp16.onnx, or use precision fp32')
+                               'python -m training.export, which validates one, or use precision fp32')
     path = onnx_path.with_name(fp16['onnx'])
     if not path.is_file():
-        raise EngineBuildError(f'the fp16 graph {path} named by the card of {onnx_path.name} is missing')
+        try:
+            from fusion_ros.tensorrt.fp16_graph import derive_fp16
+        except ImportError as err:
+            raise EngineBuildError(f'the fp16 graph of {onnx_path.name} is derived from it with the onnx package, '
+                                   f'which is missing ({err}): pip install onnx (requirements/gpu-*.txt) or use '
+                                   'precision fp32') from None
+        try:
+            return derive_fp16(onnx_path, card, Path(folder or engine_dir()))
+        except ValueError as err:
+            raise EngineBuildError(str(err)) from None
     if sha256_of(path) != fp16['sha256']:
         raise EngineBuildError(f'{path} does not match the sha256 the card of {onnx_path.name} pins; re-export it')
     return path
@@ -217,7 +231,7 @@ def ensure_engine(onnx_path: Path, plan_path: Optional[Path] = None, settings: B
     trt = trt or import_tensorrt()
     cuda = cuda or CudaRuntime()
     card = load_card(onnx_path)
-    graph = graph_for(onnx_path, card, settings.precision)
+    graph = graph_for(onnx_path, card, settings.precision, Path(plan_path).parent if plan_path else plan_dir)
     wanted = engine_key(trt, cuda, graph, settings)
     plan_path = Path(plan_path) if plan_path else default_plan_path(graph, wanted.onnx_sha256, plan_dir)
     _writable_folder(plan_path)
