@@ -5,10 +5,10 @@ The first run on a GPU machine in one command: engines, accuracy against ONNX Ru
         [--runs 200] [--duration 10] [--rate 250] [--out benchmarks/results/first_gpu_run]
 
 1. builds (or reuses) the TensorRT engine of every shipped node model with the node's builder and
-   cache directory (training.build_engines): a model that fails is reported and the others go on;
+   cache directory (training.deploy.build_engines): a model that fails is reported and the others go on;
 2. fuses the bundled pairs with each engine and with ONNX Runtime on the model's fp32 graph: max and
    mean grey-level difference, share of pixels off by more than one level, metric change, mask
-   agreement (training.fp16.compare_pipelines, the check the exporter runs for fp16 on the CPU);
+   agreement (training.deploy.fp16.compare_pipelines, the check the exporter runs for fp16 on the CPU);
 3. measures each model on TensorRT, model-only and through the node, at 640x480 and 1280x720
    (benchmarks/gpu.py, one plan per size tuned for it);
 4. writes <out>.json and <out>.md with the machine, TensorRT and driver versions.
@@ -34,8 +34,8 @@ from fusion_ros.core.pipeline import FusionPipeline  # noqa: E402
 from fusion_ros.tensorrt.builder import BuildSettings, import_tensorrt  # noqa: E402
 from fusion_ros.tensorrt.cuda_memory import CudaRuntime  # noqa: E402
 from fusion_ros.tensorrt.plan_store import engine_dir  # noqa: E402
-from training.build_engines import build_one, shipped_models  # noqa: E402
-from training.fp16 import compare_pipelines  # noqa: E402
+from training.deploy.build_engines import build_one, shipped_models  # noqa: E402
+from training.deploy.fp16 import compare_pipelines  # noqa: E402
 
 
 def environment() -> dict[str, Any]:

@@ -28,7 +28,7 @@ from fusion_ros.core.color import bgr_to_ycrcb, to_uint8, to_unit, ycrcb_to_bgr 
 from fusion_ros.core.model_card import load_card  # noqa: E402
 from fusion_ros.evaluation import metrics  # noqa: E402
 from fusion_ros.networks.graphs import core_from_weights  # noqa: E402
-from training.export import load_samples  # noqa: E402
+from training.deploy.samples import load_samples  # noqa: E402
 
 METRICS = ('EN', 'SF', 'MI', 'VIF', 'Qabf', 'SSIM')
 

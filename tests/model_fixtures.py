@@ -4,10 +4,10 @@ from pathlib import Path
 
 import torch
 
-from training.checkpoint import save_checkpoint
-from training.config import TrainConfig, config_to_dict
+from training.common.checkpoint import save_checkpoint
+from training.common.config import TrainConfig, config_to_dict
 from fusion_ros.evaluation.mask_io import BOX_CLASSES
-from training.export import export
+from training.deploy.export import export
 from fusion_ros.networks.registry import build_model
 from fusion_ros.networks.segmenter import Segmenter
 
@@ -38,7 +38,7 @@ def write_tiny_model(folder: Path, name: str, fused_node, extra_nodes=(), extra_
     from onnx import TensorProto, helper, save
 
     from fusion_ros.core.model_card import ModelCard, save_card, sha256_of
-    from training.export import uint8_specs
+    from training.deploy.export import uint8_specs
     inputs = [helper.make_tensor_value_info('ir', TensorProto.UINT8, ['H', 'W']),
               helper.make_tensor_value_info('visible_bgr', TensorProto.UINT8, ['H', 'W', 3])]
     outputs = [helper.make_tensor_value_info('fused_bgr', TensorProto.UINT8, ['H', 'W', 3]), *extra_outputs]

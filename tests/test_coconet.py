@@ -8,13 +8,13 @@ import torch.nn.functional as F
 
 from fusion_ros.networks.coconet import BRANCH_END, CoCoNet, gray_vgg19_features, gray_vgg_state_dict, reflect_pad
 from fusion_ros.networks.registry import build_model
-from training.checkpoint import load_checkpoint
-from training.coconet_convert import from_released_state_dict
-from training.coconet_objective import load_branch, read_vgg_file
-from training.config import config_from_dict, parse_command_line
-from training.data import CropSampler, load_sources
-from training.objectives import objective_for
-from training.train import train
+from training.common.checkpoint import load_checkpoint
+from training.coconet.convert import from_released_state_dict
+from training.coconet.objective import load_branch, read_vgg_file
+from training.common.config import config_from_dict, parse_command_line
+from training.common.data import CropSampler, load_sources
+from training.common.objectives import objective_for
+from training.common.train import train
 from tests.msrs_fixtures import msrs_source
 
 # The released Unet_resize_conv, as (name, c_in, c_out, kernel) of its convs and (name, channels) of its BNs.

@@ -14,9 +14,9 @@ from fusion_ros.core.model_card import load_card
 from fusion_ros.networks.coconet import FP32_OPS
 from fusion_ros.networks.graphs import Uint8Graph
 from fusion_ros.networks.registry import build_model
-from training.checkpoint import save_checkpoint
-from training.config import config_to_dict, TrainConfig
-from training.export import export, FLOAT_TOL, load_core
+from training.common.checkpoint import save_checkpoint
+from training.common.config import config_to_dict, TrainConfig
+from training.deploy.export import export, FLOAT_TOL, load_core
 from tests.model_fixtures import PAIRS
 
 SIZE = (250, 330)   # neither side a multiple of 16: the graph pads 6 rows and 6 columns, and crops back

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from training.coconet_losses import adaptive_weights, ContrastFeatures, contrastive_term, \
+from training.coconet.losses import adaptive_weights, ContrastFeatures, contrastive_term, \
     coupled_contrastive_loss, entropy_per_sample, foreground, gaussian_window, ssim_per_sample, stage1_loss
 
 IGNORE = 255

@@ -1,4 +1,4 @@
-"""training.compare_tasks (medical, multi-exposure, multi-focus) and the speed table of training.compare."""
+"""training.evaluation.compare_tasks (medical, multi-exposure, multi-focus), and compare's speed table and card rows."""
 
 import json
 import shutil
@@ -7,7 +7,8 @@ import pytest
 
 from fusion_ros.evaluation.metrics import entropy, read_gray
 from tests.model_fixtures import PAIRS, write_tiny_model
-from training import compare, compare_tasks
+from training.evaluation import compare
+from training.evaluation import compare_tasks
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
 """
-training.convert: the authors' state-dict layouts, built here from random tensors, map onto our networks.
+training.deploy.convert: the authors' state-dict layouts, built here from random tensors, map onto our networks.
 
 The authors' key names are generated below from their module structure (as their released code
 declares it), independently of the converter's name tables: our networks register their tensors
@@ -20,9 +20,10 @@ from fusion_ros.core.imageio import read_ir, read_visible, write_image_atomic
 from fusion_ros.core.model_card import load_card, sha256_of
 from fusion_ros.networks.graphs import FloatGraph, FusionCore, Uint8Graph
 from fusion_ros.networks.registry import build_model
-from training.coconet_convert import from_released_state_dict
-from training.convert import convert, convert_state, main, read_state_dict
-from training.export import check_parity, export_graph, float_specs, load_samples, uint8_specs
+from training.coconet.convert import from_released_state_dict
+from training.deploy.convert import convert, convert_state, main, read_state_dict
+from training.deploy.export import check_parity, export_graph, float_specs, uint8_specs
+from training.deploy.samples import load_samples
 from tests.test_coconet import released_state_dict as released_coconet_state_dict
 from tests.msrs_fixtures import msrs_source
 
@@ -182,7 +183,7 @@ def test_cli_exports_the_release_with_its_provenance(tmp_path):
     source = card.provenance['source']
     assert card.method == 'refusion' and source['origin'] == "converted from the authors' release"
     assert source['file'] == 'ReFusion_IVIF.pth' and source['sha256'] == sha256_of(release)
-    assert card.provenance['export']['command'].startswith('python -m training.convert')
+    assert card.provenance['export']['command'].startswith('python -m training.deploy.convert')
     assert 'min-max' in card.provenance['notes'] and card.provenance['parameters'] == 59_856
     float_path = out.with_name('refusion_ivif_float.onnx')
     vis, ir = np.random.rand(1, 1, 41, 59).astype(np.float32), np.random.rand(1, 1, 41, 59).astype(np.float32)

@@ -1,4 +1,4 @@
-"""`fusion-ros build-engine` and training.build_engines: real CLI, TensorRT through the test double."""
+"""`fusion-ros build-engine` and training.deploy.build_engines: real CLI, TensorRT through the test double."""
 
 import json
 import shutil
@@ -9,7 +9,7 @@ import pytest
 from fusion_ros.cli.main import main
 from tests.model_fixtures import write_tiny_model
 from tests.trt_double import install_fakes
-from training import build_engines
+from training.deploy import build_engines
 
 
 def test_without_tensorrt_the_error_says_how_to_get_it(exported, capsys):

@@ -12,7 +12,8 @@ from fusion_ros.core.color import bgr_to_ycrcb, to_unit
 from fusion_ros.core.model_card import load_card
 from fusion_ros.networks.graphs import FusionCore, Uint8Graph
 from fusion_ros.networks.seafusion import SeAFusion
-from training.export import FLOAT_TOL, export, load_samples
+from training.deploy.export import FLOAT_TOL, export
+from training.deploy.samples import load_samples
 from tests.model_fixtures import PAIRS
 
 

@@ -1,5 +1,6 @@
 """
-The runtime's rooms keep their rule: the ROS-free core and evaluation never import rclpy or the ROS shell.
+The rooms keep their rules: the ROS-free core and evaluation never import rclpy or the ROS shell, and no
+module of fusion_ros/ or training/ takes part in an import cycle.
 
 Checked twice: in the source (every import statement, function-level ones included, so a lazy import
 cannot hide) and by importing every module of both rooms in a fresh interpreter and looking at
@@ -11,7 +12,7 @@ from pathlib import Path
 import subprocess
 import sys
 
-from tests.import_graph import imports_of, module_name, REPO, source_files
+from tests.import_graph import find_cycle, imports_of, module_graph, module_name, REPO, source_files
 
 ROS_FREE_ROOMS = ('fusion_ros/core', 'fusion_ros/evaluation')
 # rclpy and the message packages only a ROS install provides, and the shell of this package.
@@ -75,3 +76,25 @@ def test_the_ros_shell_is_what_loads_rclpy():
     code = 'import sys, fusion_ros.ros.node; print("rclpy" in sys.modules, "fusion_ros.ros" in sys.modules)'
     result = subprocess.run([sys.executable, '-c', code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and result.stdout.split() == ['True', 'True'], result.stderr[-2000:]
+
+
+def test_no_import_cycles_in_the_runtime_or_training():
+    """A cycle (even through a function-level import) means two modules are one; issue 19 broke export <-> fp16."""
+    graph = module_graph('fusion_ros', 'training')
+    assert len(graph) > 50 and sum(map(len, graph.values())) > 100     # the graph was read
+    cycle = find_cycle(graph)
+    assert not cycle, ' -> '.join(cycle)
+
+
+def test_the_cycle_finder_finds_a_lazy_cycle_and_only_real_ones(tmp_path):
+    package = tmp_path / 'pkg'
+    package.mkdir()
+    (package / '__init__.py').write_text('')
+    (package / 'a.py').write_text('from pkg import b\nfrom pkg.c import x\n')
+    (package / 'b.py').write_text('def f():\n    from . import a\n')
+    (package / 'c.py').write_text('import os\nx = 1\n')
+    graph = module_graph('pkg', root=tmp_path)
+    assert graph == {'pkg': set(), 'pkg.a': {'pkg', 'pkg.b', 'pkg.c'}, 'pkg.b': {'pkg', 'pkg.a'}, 'pkg.c': set()}
+    assert find_cycle(graph) == ['pkg.a', 'pkg.b', 'pkg.a']
+    (package / 'b.py').write_text('from pkg import c\n')
+    assert find_cycle(module_graph('pkg', root=tmp_path)) == []

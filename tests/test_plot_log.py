@@ -1,6 +1,6 @@
 """Training-curve plots from the CSV logs of every kind of run."""
 
-from training.plot_log import plot_runs, read_columns
+from training.common.plot_log import plot_runs, read_columns
 
 
 def test_plots_runs_with_different_loss_columns(tmp_path):

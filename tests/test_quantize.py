@@ -11,10 +11,10 @@ from fusion_ros.core.imageio import read_ir, read_visible
 from fusion_ros.core.model_card import load_card
 from fusion_ros.core.pipeline import FusionPipeline
 from fusion_ros.networks.realtime import RealtimeFusion
-from training.checkpoint import save_checkpoint
-from training.config import config_from_dict, config_to_dict
-from training.export import export
-from training.quantize import calibration_frames, float_nodes, gate, holdout, run
+from training.common.checkpoint import save_checkpoint
+from training.common.config import config_from_dict, config_to_dict
+from training.deploy.export import export
+from training.deploy.quantize import calibration_frames, float_nodes, gate, holdout, run
 from tests.model_fixtures import PAIRS
 
 HELD_OUT = ['00091D', 'TNO_020']

@@ -14,12 +14,13 @@ from fusion_ros.core.model_card import load_card, ModelCard, save_card, sha256_o
 from fusion_ros.networks.graphs import FusionCore, Uint8Graph
 from fusion_ros.networks.realtime import conv_macs, RealtimeFusion
 from fusion_ros.networks.registry import build_model
-from training.checkpoint import save_checkpoint
-from training.config import config_from_dict, config_to_dict, TrainConfig
-from training.data import CropSampler, load_sources, split_holdout
-from training.distill import distill_loss, DistillTrainer, fill_teacher_folders, teacher_distance
-from training.export import export, float_specs, FLOAT_TOL, load_samples
-from training.train import train
+from training.common.checkpoint import save_checkpoint
+from training.common.config import config_from_dict, config_to_dict, TrainConfig
+from training.common.data import CropSampler, load_sources, split_holdout
+from training.realtime.distill import distill_loss, DistillTrainer, fill_teacher_folders, teacher_distance
+from training.deploy.export import export, float_specs, FLOAT_TOL
+from training.deploy.samples import load_samples
+from training.common.train import train
 from tests.model_fixtures import PAIRS
 
 

@@ -15,11 +15,11 @@ from fusion_ros.networks.graphs import FloatGraph, FusionCore
 from fusion_ros.networks.refusion import FP32_OPS, ReFusion
 from fusion_ros.networks.registry import build_model
 from fusion_ros.tensorrt.onnx_support import graph_ops, SUPPORTED_OPS
-from training.checkpoint import load_checkpoint, save_checkpoint
-from training.config import config_from_dict, config_to_dict
-from training.export import export, export_graph, float_specs
-from training.refusion import main, MetaTrainer
-from training.refusion_meta import blend_distance, fusion_loss, gradients, LossProposal, meta_step, MetaNets, \
+from training.common.checkpoint import load_checkpoint, save_checkpoint
+from training.common.config import config_from_dict, config_to_dict
+from training.deploy.export import export, export_graph, float_specs
+from training.refusion.train import main, MetaTrainer
+from training.refusion.meta import blend_distance, fusion_loss, gradients, LossProposal, meta_step, MetaNets, \
     MetaSettings, proposal_step, Reconstruction, reconstruction_loss, weight_spread
 from tests.msrs_fixtures import msrs_source
 
@@ -124,7 +124,7 @@ def test_resume_reproduces_the_uninterrupted_run_and_maps_are_not_constant(tmp_p
     config_file.write_text(yaml.safe_dump(config_to_dict(tiny(tmp_path, 'split'))))
     main(['--config', str(config_file), '--resume'])
     a, b = (load_checkpoint(tmp_path / name / 'last.pt') for name in ('straight', 'split'))
-    assert a['step'] == b['step'] == 6 and a['command'].startswith('python -m training.refusion')
+    assert a['step'] == b['step'] == 6 and a['command'].startswith('python -m training.refusion.train')
     for part in ('model', 'proposal', 'reconstruction'):
         for key, value in a[part].items():
             torch.testing.assert_close(b[part][key], value, rtol=1e-5, atol=1e-6)
@@ -139,7 +139,7 @@ def test_resume_reproduces_the_uninterrupted_run_and_maps_are_not_constant(tmp_p
     uint8_path, _ = export(tmp_path / 'split' / 'last.pt', tmp_path / 'refusion.onnx', tmp_path / 'data')
     card = load_card(uint8_path)                                      # through the registry, no ReFusion path
     assert card.method == 'refusion'
-    assert card.provenance['training']['command'].startswith('python -m training.refusion')
+    assert card.provenance['training']['command'].startswith('python -m training.refusion.train')
     assert card.provenance['parity']['uint8_max_abs_diff'] <= 1 and card.provenance['parameters'] == 59_856
     assert card.provenance['parity']['float_tolerance'] == 1e-5        # rounding beyond it: float64 check
     assert [r['last_logged_step'] for r in card.provenance['training']['runs']] == [6]
@@ -162,7 +162,7 @@ def test_proposal_maps_start_uniform_and_move_under_training(tmp_path):
 
 def test_plot_puts_the_weight_map_spread_on_its_own_axis(tmp_path):
     from matplotlib.figure import Figure
-    from training.plot_log import _plot_row, plot_runs
+    from training.common.plot_log import _plot_row, plot_runs
     run = tmp_path / 'refusion'
     run.mkdir()
     (run / 'train_log.csv').write_text('step,rec_loss,fusion_loss,r_loss,std_w_int,std_w_grad,seconds\n'
@@ -247,7 +247,7 @@ def test_init_from_starts_f_and_r_from_a_checkpoint_and_p_afresh(tmp_path):
 
 
 def test_ablation_report_gives_each_row_relative_to_the_reference_and_a_plot(tmp_path):
-    from training.refusion_ablation import report, train_seconds
+    from training.refusion.ablation import report, train_seconds
     scores = {m: 1.0 for m in ('EN', 'SD', 'SF', 'AG', 'MI', 'SCD', 'VIF', 'Qabf')}
     (tmp_path / 'reference.json').write_text(json.dumps({'weights': 'ref.pt', 'pairs': 2, 'scores': scores}))
     for name, factor in (('start', 0.5), ('baseline', 0.9)):

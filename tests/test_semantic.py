@@ -9,12 +9,12 @@ import torch
 from fusion_ros.core.model_card import load_card
 from fusion_ros.evaluation.mask_io import BOX_CLASSES
 from fusion_ros.tensorrt.onnx_support import check_for_tensorrt
-from training.checkpoint import load_checkpoint
-from training.config import config_from_dict
-from training.data import CropSampler, load_sources
+from training.common.checkpoint import load_checkpoint
+from training.common.config import config_from_dict
+from training.common.data import CropSampler, load_sources
 from fusion_ros.networks.segmenter import Segmenter
-from training.losses import ohem_cross_entropy, semantic_loss
-from training.semantic import JointTrainer, seg_lr
+from training.common.losses import ohem_cross_entropy, semantic_loss
+from training.seafusion.semantic import JointTrainer, seg_lr
 from tests.msrs_fixtures import msrs_source
 
 
@@ -109,7 +109,7 @@ def test_export_adds_class_map_and_standalone_segmenter(exported_seg):
     assert card.mask == {'output': 'classes', 'kind': 'classes', 'classes': list(BOX_CLASSES)}
     assert [t.name for t in card.outputs] == ['fused_bgr', 'classes']
     assert card.provenance['parity']['mask_uint8_diff'] <= 1e-3
-    assert card.provenance['training']['command'].startswith('python -m training.semantic')
+    assert card.provenance['training']['command'].startswith('python -m training.seafusion.semantic')
     segmenter = uint8_path.with_name('seafusion_seg_segmenter.onnx')
     seg_card = load_card(segmenter)
     assert seg_card.graph == 'segment' and [t.name for t in seg_card.inputs] == ['luma']
@@ -139,7 +139,7 @@ def test_plain_weighted_cross_entropy_option():
 
 
 def test_init_from_makes_the_checkpoint_stage_0_and_counts_only_steps_run(tmp_path):
-    from training.checkpoint import save_checkpoint
+    from training.common.checkpoint import save_checkpoint
     from fusion_ros.networks.seafusion import SeAFusion
     torch.manual_seed(1)
     content = SeAFusion()

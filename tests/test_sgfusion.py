@@ -11,14 +11,15 @@ import torch
 from fusion_ros.core.color import bgr_to_ycrcb, to_unit
 from fusion_ros.core.model_card import load_card
 from fusion_ros.tensorrt.onnx_support import check_for_tensorrt
-from training.checkpoint import load_checkpoint
-from training.config import config_from_dict, config_to_dict, DataSource
-from training.data import CropSampler, load_sources
+from training.common.checkpoint import load_checkpoint
+from training.common.config import config_from_dict, config_to_dict, DataSource
+from training.common.data import CropSampler, load_sources
 from fusion_ros.networks.graphs import FusionCore, Uint8Graph
 from fusion_ros.networks.sgfusion import SGFusion
-from training.export import FLOAT_TOL, load_core, load_samples
-from training.objectives import SingleImageTrainer, sgfusion_loss
-from training.train import train
+from training.deploy.export import FLOAT_TOL, load_core
+from training.deploy.samples import load_samples
+from training.common.objectives import SingleImageTrainer, sgfusion_loss
+from training.common.train import train
 from tests.model_fixtures import PAIRS
 from tests.msrs_fixtures import msrs_source
 

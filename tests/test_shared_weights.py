@@ -17,8 +17,8 @@ import torch
 from fusion_ros.backends.torch_backend import exported_weights, GRAPH_PREFIX, state_from_graph
 from fusion_ros.core.model_card import load_card, sha256_of
 from tests.model_fixtures import random_feeds
-from training.checkpoint import load_checkpoint
-from training.shared_weights import SOURCE_SHA_KEY, share_weights
+from training.common.checkpoint import load_checkpoint
+from training.deploy.shared_weights import SOURCE_SHA_KEY, share_weights
 
 
 def outputs(path, feeds):

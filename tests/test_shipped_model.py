@@ -27,7 +27,7 @@ def test_cards_are_complete(name, graph):
     card = load_card(REPO / 'models' / name)       # also verifies the sha256
     assert (card.method, card.graph) == ('seafusion', graph)
     prov = card.provenance
-    assert prov['training']['command'].startswith('python -m training.train')
+    assert prov['training']['command'].startswith('python -m training.common.train')
     assert len(prov['data']['holdout']['names']) >= 40
     for method in ('seafusion', 'max', 'mean'):
         assert set(metrics.METRIC_NAMES) <= set(prov['metrics'][method]), method

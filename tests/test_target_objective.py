@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from training.config import config_from_dict
-from training.data import CropSampler, load_sources
-from training.losses import target_losses
-from training.objectives import objective_for
-from training.train import train
+from training.common.config import config_from_dict
+from training.common.data import CropSampler, load_sources
+from training.common.losses import target_losses
+from training.common.objectives import objective_for
+from training.common.train import train
 from tests.msrs_fixtures import msrs_source
 
 

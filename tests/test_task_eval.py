@@ -1,4 +1,4 @@
-"""Task-driven evaluation: IoU maths, `fusion-ros evaluate --segmenter`, training.compare (target contrast, grid)."""
+"""Task-driven evaluation: IoU maths, `fusion-ros evaluate --segmenter`, training.evaluation.compare."""
 
 import json
 import shutil
@@ -9,7 +9,7 @@ import pytest
 from fusion_ros.cli.main import main
 from fusion_ros.evaluation.segmentation_metrics import confusion, iou_per_class, mean_iou
 from fusion_ros.evaluation.task_eval import SegmenterRunner
-from training import compare
+from training.evaluation import compare
 from tests.model_fixtures import PAIRS
 from tests.msrs_fixtures import DATA, MSRS_STEMS
 

@@ -10,13 +10,13 @@ import sys
 import pytest
 import torch
 
-from training.checkpoint import load_checkpoint
-from training.config import DataSource, config_from_dict, load_config
-from training.data import CropSampler, load_sources, split_holdout
-from training.losses import content_loss
+from training.common.checkpoint import load_checkpoint
+from training.common.config import DataSource, config_from_dict, load_config
+from training.common.data import CropSampler, load_sources, split_holdout
+from training.common.losses import content_loss
 from fusion_ros.networks.seafusion import SeAFusion
-from training.train import append_csv, train
-from training.run_log import logged_wall_seconds, run_chain
+from training.common.train import append_csv, train
+from training.common.run_log import logged_wall_seconds, run_chain
 
 PAIRS = Path(__file__).parent / 'data' / 'pairs'
 REPO = Path(__file__).resolve().parent.parent
@@ -139,7 +139,7 @@ def test_ddp_two_cpu_processes_with_gloo(tmp_path):
     env = {**os.environ, 'MASTER_ADDR': '127.0.0.1', 'OMP_NUM_THREADS': '1'}
     result = subprocess.run(
         [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2', '--master_addr', '127.0.0.1',
-         '--master_port', str(free_port()), '-m', 'training.train', '--config', str(cfg)],
+         '--master_port', str(free_port()), '-m', 'training.common.train', '--config', str(cfg)],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     ckpt = load_checkpoint(tmp_path / 'run' / 'last.pt')
@@ -149,7 +149,7 @@ def test_ddp_two_cpu_processes_with_gloo(tmp_path):
 
 
 def test_validate_links_exactly_the_holdout(tmp_path):
-    from training.validate import link_holdout
+    from training.evaluation.validate import link_holdout
     run = tmp_path / 'run'
     run.mkdir()
     (run / 'val_names.txt').write_text('00091D\nTNO_001\n')

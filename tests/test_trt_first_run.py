@@ -15,8 +15,8 @@ from onnx import helper, TensorProto
 
 from tests.model_fixtures import PAIRS, write_tiny_model
 from tests.trt_double import install_fakes
-from training.export import load_samples
-from training.fp16 import attach_fp16
+from training.deploy.samples import load_samples
+from training.deploy.fp16 import attach_fp16
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / 'benchmarks'))
 import first_run  # noqa: E402  (a script folder, not a package)

@@ -1,5 +1,6 @@
 """
-The fp16 graphs TensorRT builds for precision fp16 (fusion_ros/tensorrt/fp16_graph.py, validated by training/fp16.py).
+The fp16 graphs TensorRT builds for precision fp16 (fusion_ros/tensorrt/fp16_graph.py), validated at export
+(training/deploy/fp16.py).
 
 All real: ONNX graphs, onnx.checker, ONNX Runtime, the bundled pairs. A tiny graph whose
 intermediate values exceed half precision's range shows why the keep-in-fp32 list exists.
@@ -19,8 +20,8 @@ from fusion_ros.core.model_card import load_card, sha256_of
 from fusion_ros.tensorrt.fp16_graph import convert, derive_fp16, Fp32Keep
 from fusion_ros.tensorrt.onnx_support import check_for_tensorrt
 from tests.model_fixtures import PAIRS, write_tiny_model
-from training.export import load_samples
-from training.fp16 import attach_fp16, keep_for
+from training.deploy.samples import load_samples
+from training.deploy.fp16 import attach_fp16, keep_for
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -134,7 +135,7 @@ def test_derivation_reuses_a_matching_file_and_refuses_other_bytes(exported, tmp
     assert derive_fp16(exported[0], card, tmp_path) == path and path.stat().st_mtime_ns == stamp   # reused
     other = dataclasses.replace(card, provenance={**card.provenance,
                                                   'fp16': {**card.provenance['fp16'], 'sha256': '0' * 64}})
-    with pytest.raises(ValueError, match=r'not the one its card pins \(validated with onnx .*python -m training.fp16'):
+    with pytest.raises(ValueError, match=r'not the one its card pins \(validated with onnx .*-m training.deploy.fp16'):
         derive_fp16(exported[0], other, tmp_path / 'other')
     assert not (tmp_path / 'other').exists()
 

@@ -433,7 +433,7 @@ def install_fakes(monkeypatch, trt: FakeTensorRT = None, cudart: FakeCudart = No
     Make `import tensorrt` and `from cuda.bindings import runtime` return the doubles.
 
     For the code paths that import them by name: the node's configure, `fusion-ros build-engine`
-    and training.build_engines.
+    and training.deploy.build_engines.
     """
     import sys
     import types

@@ -2,7 +2,7 @@
 PyTorch backend: the fusion networks themselves (fusion_ros.networks), for GPUs without TensorRT (and for CPUs).
 
 It rebuilds the graph the card describes (uint8 end-to-end or float) from
-fusion_ros.networks (the wrappers training.export exported) and the exported weights, so it computes
+fusion_ros.networks (the wrappers training.deploy.export exported) and the exported weights, so it computes
 exactly what was exported. The weights are read from the ONNX graph itself (its initializers keep the
 network's parameter names; card entry ``torch_weights.graph_prefix``), so they ship once; only a
 model whose graph folded some of them away at export (a segmenter's BatchNorm) keeps ``<model>.pt``
@@ -33,7 +33,7 @@ def weights_path(model_path: Path) -> Path:
 
 def state_from_graph(graph_path: Path, template: dict, prefix: str = GRAPH_PREFIX) -> Optional[dict]:
     """
-    The network's state dict read from the graph's initializers named ``prefix + key``; None if one is missing.
+    Read the network's state dict from the graph's initializers named ``prefix + key``; None if one is missing.
 
     ``template`` is the network's own state dict (names and shapes). Two gaps are filled from it:
     BatchNorm's batch counter, which no graph holds and eval mode never reads, and a fixed tensor
@@ -78,7 +78,7 @@ def weights_in_graph(graph_path: Path, method: str, state: dict) -> bool:
 
 def exported_weights(model_path: Path, card: ModelCard) -> dict:
     """
-    The {'method', 'model'[, 'segmenter', 'classes']} state dicts an exported model runs with.
+    Return the {'method', 'model'[, 'segmenter', 'classes']} state dicts an exported model runs with.
 
     Read from the graph when the card says its initializers hold them (the graph's sha256 is the
     card's), else from the .pt file the card pins. Training's ``init_from`` takes them too.
@@ -96,7 +96,8 @@ def exported_weights(model_path: Path, card: ModelCard) -> dict:
         return {'method': card.method, 'model': state}
     path = model_path.parent / pinned['file']
     if not path.is_file():
-        raise FileNotFoundError(f'PyTorch weights not found: {path} (written by training.export beside the ONNX)')
+        raise FileNotFoundError(f'PyTorch weights not found: {path} (written by training.deploy.export beside '
+                                'the ONNX)')
     if pinned.get('sha256') != sha256_of(path):
         raise ValueError(f'{path} does not match the sha256 in the card of {model_path.name}; re-export the model')
     return torch.load(path, map_location='cpu', weights_only=True)

@@ -111,10 +111,10 @@ def verify_external_data(model_path: Path, card: ModelCard) -> None:
         source = Path(model_path).parent / name
         if not source.is_file():
             raise FileNotFoundError(f'{Path(model_path).name} reads its weights from {name}, which is not beside it '
-                                    f'in {source.parent} (copy both files, or re-export with training.export)')
+                                    f'in {source.parent} (copy both files, or re-export with training.deploy.export)')
         if sha256_of(source) != pinned:
             raise ValueError(f'{name}, the weights of {Path(model_path).name}, does not match the sha256 its card '
-                             'pins (re-export both graphs with training.export)')
+                             'pins (re-export both graphs with training.deploy.export)')
 
 
 def save_card(card: ModelCard, path: Path) -> None:

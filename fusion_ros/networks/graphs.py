@@ -4,7 +4,7 @@ The graphs that are exported and that the torch backend runs: a fusion network (
 ``FusionCore`` is (visible_y, ir) -> (fused_y[, mask]); ``FloatGraph`` and ``Uint8Graph`` give it
 the two exported interfaces (float planes, or uint8 images with the YCrCb maths inside the graph);
 ``SegmenterGraph`` is the joint run's segmenter alone. They live in the runtime package because
-the torch backend must rebuild exactly what training.export wrote, from the weights alone.
+the torch backend must rebuild exactly what training.deploy.export wrote, from the weights alone.
 """
 
 from typing import Optional

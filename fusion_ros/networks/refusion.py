@@ -7,7 +7,7 @@ Restormer blocks on the concatenation; no conv biases, no downsampling, so any H
 without padding. 59,856 parameters, the count of the authors' released checkpoints.
 Internally channel order follows the authors: IR first, visible second, and every module
 registers its tensors in the order of the authors' modules, so parameter i here is tensor i of
-their state dict (training.convert maps them by name; its tests check both agree).
+their state dict (training.deploy.convert maps them by name; its tests check both agree).
 """
 
 import torch

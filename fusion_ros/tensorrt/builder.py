@@ -2,12 +2,12 @@
 ONNX -> TensorRT plan, written against the TensorRT 10 and 11 Python APIs (tensorrt.md sections 1 and 10.x -> 11.x).
 
 One implementation, used by the node (in lifecycle configure), by
-``fusion-ros build-engine`` and by ``python -m training.build_engines``.
+``fusion-ros build-engine`` and by ``python -m training.deploy.build_engines``.
 
 One build path for every version: a strongly typed network, so tensor types come
 from the graph. Precision fp32 builds the model's graph; fp16 builds the model's
 fp16 graph (``<model>_fp16.onnx``, named and pinned by sha256 in the model card,
-validated by training.export, derived here by fp16_graph), never a builder flag: TensorRT 11 has no weak typing
+validated by training.deploy.export, derived here by fp16_graph), never a builder flag: TensorRT 11 has no weak typing
 and no FP16 flag, and on 10.x the same graph gives the same engine.
 
 ``ensure_engine`` applies the cache policy of engine_cache under the lock of
@@ -96,7 +96,7 @@ def graph_for(onnx_path: Path, card: ModelCard, precision: str, folder: Optional
     fp16 = card.provenance.get('fp16')
     if not fp16:
         raise EngineBuildError(f'{onnx_path.name} has no fp16 graph (its card names none): re-export it with '
-                               'python -m training.export, which validates one, or use precision fp32')
+                               'python -m training.deploy.export, which validates one, or use precision fp32')
     path = onnx_path.with_name(fp16['onnx'])
     if not path.is_file():
         try:

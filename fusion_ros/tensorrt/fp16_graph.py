@@ -1,7 +1,7 @@
 """
 fp16 graphs for TensorRT's strongly typed builds, derived from the model's graph where the engine is built.
 
-The conversion (why and how: training/fp16.py, which validates it at export):
+The conversion (why and how: training/deploy/fp16.py, which validates it at export):
 
 * graph inputs and outputs keep their types (uint8 I/O unchanged; a float graph keeps float
   I/O, cast at the edges); float weights and Constant values become fp16 (clamped to its
@@ -208,7 +208,7 @@ def convert(model: onnx.ModelProto, keep: Fp32Keep = Fp32Keep(), emulate: bool =
 
 
 def keep_from_card(card: ModelCard) -> Fp32Keep:
-    """What the exporter kept in fp32 for this model, as its card records it (no torch needed here)."""
+    """Return what the exporter kept in fp32 for this model, as its card records it (no torch needed here)."""
     entry = card.provenance['fp16']
     return Fp32Keep(tuple(entry['fp32_ops']), tuple(entry['fp32_node_prefixes']))
 
@@ -230,6 +230,6 @@ def derive_fp16(model_path: Path, card: ModelCard, folder: Path) -> Path:
         exported_with = entry.get('onnx_version') or card.provenance.get('export', {}).get('onnx')
         raise ValueError(f'the fp16 graph derived from {Path(model_path).name} with onnx {onnx.__version__} is not '
                          f'the one its card pins (validated with onnx {exported_with}): install that onnx version, '
-                         f'or re-validate it here with python -m training.fp16 {Path(model_path).name}')
+                         f'or re-validate it here with python -m training.deploy.fp16 {Path(model_path).name}')
     write_atomic(path, data)
     return path

@@ -1,7 +1,7 @@
 """
 Static int8 (QDQ) quantization of an exported fusion graph, validated against its fp32 graph (issue 13).
 
-    python -m training.quantize --model models/seafusion.onnx [--out models/seafusion_int8.onnx]
+    python -m training.deploy.quantize --model models/seafusion.onnx [--out models/seafusion_int8.onnx]
         [--calibration ../shared/datasets/msrs ../shared/datasets/roadscene ...] [--frames 24]
         [--keep-float NAME_PART ...] [--min-speedup 1.6] [--max-metric-change 0.01]
 
@@ -251,7 +251,7 @@ def run(model: Path, out: Path, calibration: list[Path], frames: int, keep: tupl
         candidate = Path(tmp) / out.name
         report = {'precision': 'int8', 'format': 'QDQ, per-channel int8 weights, uint8 activations (MinMax)',
                   'quantized_from': {'file': model.name, 'sha256': card.sha256},
-                  'command': 'python -m training.quantize ' + ' '.join(sys.argv[1:]),
+                  'command': 'python -m training.deploy.quantize ' + ' '.join(sys.argv[1:]),
                   'onnxruntime': ort.__version__, 'quantized_ops': list(QUANTIZED_OPS),
                   **quantize(model, candidate, calib, keep),
                   'calibration': {'frames': len(calib), 'folders': [str(f) for f in folders],

@@ -30,7 +30,7 @@ class TrainConfig:
     """Everything a training run depends on; saved into every checkpoint."""
 
     method: str = 'seafusion'
-    objective: str = ''             # '' = the method's own (training.objectives); e.g. sgfusion_fused_decoder
+    objective: str = ''             # '' = the method's own (training.common.objectives); e.g. sgfusion_fused_decoder
     sources: list[DataSource] = field(default_factory=list)
     val_source: str = 'msrs'        # held-out pairs are drawn from this source only
     val_count: int = 48             # pairs held out for validation
@@ -43,7 +43,7 @@ class TrainConfig:
     min_lr: float = 1e-5
     texture_weight: float = 10.0
     saliency_weight: float = 1.0    # SGFusion: weight of the BCE term beside reconstruction
-    # Target-aware SeAFusion (objective seafusion_target, training.losses.target_losses)
+    # Target-aware SeAFusion (objective seafusion_target, training.common.losses.target_losses)
     target_follow_weight: float = 1.0   # |F - better source| on targets and their ring
     target_keep_weight: float = 1.0     # hinge on lost target contrast
     target_ring: int = 8                # ring width in pixels around the target pixels
@@ -53,7 +53,7 @@ class TrainConfig:
     ckpt_every: int = 250
     threads: int = 0                # 0: leave torch's default
     init_from: str = ''             # start from this checkpoint's weights (train) / stage 0's fusion net (semantic)
-    # SeAFusion joint adaptive training (training.semantic); ignored by training.train
+    # SeAFusion joint adaptive training (training.seafusion.semantic); ignored by training.common.train
     stages: int = 4                 # semantic weight of stage i is i * semantic_weight
     semantic_weight: float = 1.0
     fusion_steps: int = 500         # fusion-net steps per stage
@@ -62,7 +62,7 @@ class TrainConfig:
     seg_lr: float = 0.01            # SGD; heads run at 10x
     seg_ohem: bool = True           # OHEM cross-entropy (the paper's); False: plain cross-entropy
     seg_class_weights: list[float] = field(default_factory=list)   # per-class CE weights; [] = none
-    # ReFusion meta-learning (training.refusion); ignored elsewhere
+    # ReFusion meta-learning (training.refusion.train); ignored elsewhere
     inner_lr: float = 0.01          # length (L2, parameter space) of the inner normalised SGD step giving F'
     meta_every: int = 1             # P's meta update every k-th step (F and R step every step)
     proposal: str = 'conv'          # P's architecture: conv (dilated convs) | restormer (TDFusion-style)
@@ -72,10 +72,10 @@ class TrainConfig:
     meta_phase: int = 0             # 0: interleaved; n: n P-only steps (2 outer batches each), then n F+R steps
     swap_sources: bool = False      # also feed every pair with IR and visible swapped
     grad_ramp: bool = False         # gradient term of P's loss weighted (step + 1) / max_steps
-    # CoCoNet (objectives coconet, coconet_contrastive; training.coconet_objective)
-    vgg_weights: str = ''           # VGG-19 state dict, torchvision keys (ImageNet, or training.coconet_vgg's)
+    # CoCoNet (objectives coconet, coconet_contrastive; training.coconet.objective)
+    vgg_weights: str = ''           # VGG-19 state dict, torchvision keys (ImageNet, or training.coconet.vgg's)
     contrast_weight: float = 1.0    # weight of the coupled contrastive loss in stage 2
-    # Distillation (objective realtime_distill, training.distill)
+    # Distillation (objective realtime_distill, training.realtime.distill)
     teacher: str = ''               # teacher graph (float ONNX) that fills the sources' teacher folders
     distill_weight: float = 10.0    # weight of L1(student, teacher) beside the content loss
     out_dir: str = 'runs/seafusion'

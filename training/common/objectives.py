@@ -15,10 +15,11 @@ from torch import nn
 import torch.nn.functional as F
 
 from fusion_ros.networks.sgfusion import MULTIPLE
-from training import coconet_objective, distill
-from training.config import TrainConfig
-from training.data import IGNORE
-from training.losses import content_loss, target_losses
+from training.coconet import objective as coconet_objective
+from training.realtime import distill
+from training.common.config import TrainConfig
+from training.common.data import IGNORE
+from training.common.losses import content_loss, target_losses
 
 Loss = tuple[torch.Tensor, dict[str, float]]
 
@@ -72,7 +73,7 @@ def seafusion_loss(outputs: torch.Tensor, vis: torch.Tensor, ir: torch.Tensor, m
 
 def seafusion_target_loss(outputs: torch.Tensor, vis: torch.Tensor, ir: torch.Tensor, masks: torch.Tensor,
                           config: TrainConfig) -> Loss:
-    """Content loss plus the target terms of training.losses.target_losses on labelled boxes (issue 12)."""
+    """Content loss plus the target terms of training.common.losses.target_losses on labelled boxes (issue 12)."""
     content, parts = content_loss(outputs, vis, ir, config.texture_weight)
     follow, keep = target_losses(outputs, vis, ir, masks, config.target_ring, IGNORE)
     total = content + config.target_follow_weight * follow + config.target_keep_weight * keep

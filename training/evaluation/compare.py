@@ -1,10 +1,10 @@
 """
 Compare every shipped model on the same held-out pairs; each card keeps its own rows and points here.
 
-    python -m training.compare --models models/seafusion.onnx models/seafusion_seg.onnx models/sgfusion.onnx \
-        --runs runs/seafusion runs/seafusion_seg runs/sgfusion --config training/configs/seafusion_seg.yaml \
-        --segmenter models/seafusion_seg_segmenter.onnx --out models/comparison \
-        --timings benchmarks/results/cpu.json
+    python -m training.evaluation.compare --models models/seafusion.onnx models/seafusion_seg.onnx \
+        models/sgfusion.onnx --runs runs/seafusion runs/seafusion_seg runs/sgfusion \
+        --config training/configs/seafusion_seg.yaml --segmenter models/seafusion_seg_segmenter.onnx \
+        --out models/comparison --timings benchmarks/results/cpu.json
 
 The runs must have held out the same pairs (same source, seed and count: checked). The held-out
 pairs are fused by each model through the runtime pipeline, scored with the metrics of
@@ -38,8 +38,8 @@ from fusion_ros.evaluation.plots import image_grid
 from fusion_ros.evaluation.target_contrast import markdown as target_markdown, target_contrast_rows, write_report
 from fusion_ros.evaluation.task_eval import SegmenterRunner, segmentation_markdown, segmentation_scores, \
     write_segmentation_report
-from training.config import load_config
-from training.validate import link_holdout
+from training.common.config import load_config
+from training.evaluation.validate import link_holdout
 
 
 def common_holdout(runs: list[Path]) -> Path:
@@ -54,7 +54,7 @@ def common_holdout(runs: list[Path]) -> Path:
 
 def own_rows(table, stems: set[str], stem: str):
     """
-    What a comparison says about one model: in every mapping keyed by compared models, that model's entry only.
+    Keep what a comparison says about one model: in every mapping keyed by compared models, its entry only.
 
     Why: a card describes its model. The whole table (every model, the baselines) lives once in the
     comparison folder the card points to; copied into every card it made each card ~50 KB of the others.
@@ -216,7 +216,8 @@ def main(argv: Optional[list[str]] = None) -> None:
         print(f'{model.stem}: fused {len(report.fused)} pairs in {report.seconds:.1f} s', flush=True)
         fused[model.stem] = work / model.stem
     summary = evaluate_folders(fused, pairs / 'ir', pairs / 'vi', args.out, baselines=True)
-    comparison = {'command': 'python -m training.compare ' + ' '.join(sys.argv[1:] if argv is None else argv),
+    command = 'python -m training.evaluation.compare ' + ' '.join(sys.argv[1:] if argv is None else argv)
+    comparison = {'command': command,
                   'pairs': len(list((pairs / 'vi').iterdir())), 'holdout_of': str(run),
                   'metrics_mean': metric_means(summary)}
     comparison['relative'] = {'reference': reference,

@@ -1,7 +1,7 @@
 """
 SeAFusion joint adaptive training: fusion net and segmenter trained in turn (methods.md).
 
-    python -m training.semantic --config training/configs/seafusion_seg.yaml [--resume] [key=value ...]
+    python -m training.seafusion.semantic --config training/configs/seafusion_seg.yaml [--resume] [key=value ...]
 
 For stage i = 0 .. stages-1:
   1. fusion net: ``fusion_steps`` Adam steps of L_content + i * semantic_weight * L_sem, where
@@ -12,7 +12,7 @@ For stage i = 0 .. stages-1:
      current (frozen) fusion net instead of writing a fused copy of the training set.
 
 Masks are box-derived (datasets/README.md) unless the config points a source at real
-label PNGs. Single process (the segmenter stage is short; DDP is in training.train).
+label PNGs. Single process (the segmenter stage is short; DDP is in training.common.train).
 Writes ``last.pt`` (resumable at any step of any phase), ``train_log.csv`` and
 ``val_log.csv`` (per stage: fusion metrics and segmenter mIoU on held-out pairs).
 """
@@ -30,12 +30,12 @@ from fusion_ros.evaluation.mask_io import BOX_CLASSES
 from fusion_ros.evaluation.segmentation_metrics import confusion, iou_per_class, mean_iou
 from fusion_ros.networks.registry import build_model
 from fusion_ros.networks.segmenter import Segmenter
-from training.checkpoint import load_checkpoint, run_resumable, save_checkpoint
-from training.config import config_to_dict, TrainConfig
-from training.data import CropSampler, IGNORE, Pair, load_sources, split_holdout
-from training.losses import content_loss, semantic_loss
-from training.objectives import objective_for
-from training.train import append_csv, cosine_lr, validate
+from training.common.checkpoint import load_checkpoint, run_resumable, save_checkpoint
+from training.common.config import config_to_dict, TrainConfig
+from training.common.data import CropSampler, IGNORE, Pair, load_sources, split_holdout
+from training.common.losses import content_loss, semantic_loss
+from training.common.objectives import objective_for
+from training.common.train import append_csv, cosine_lr, validate
 
 WARMUP = 50
 

@@ -1,7 +1,7 @@
 """
 Export a trained checkpoint to ONNX, validate it against PyTorch, and write its model card.
 
-    python -m training.export --checkpoint runs/seafusion/best.pt --out models/seafusion.onnx \
+    python -m training.deploy.export --checkpoint runs/seafusion/best.pt --out models/seafusion.onnx \
         --samples tests/data/pairs [--metrics demo_out/summary.json]
 
 Writes two graphs (methods.md / design.md):
@@ -16,10 +16,10 @@ Models with a mask add a second output to both: SGFusion's ``saliency`` (float
 field names it, so the node knows to publish it.
 
 Each set of weights ships once: the float twin reads its weights from the uint8 graph's file
-(ONNX external data, training.shared_weights; its card pins that file too), the torch backend
+(ONNX external data, training.deploy.shared_weights; its card pins that file too), the torch backend
 reads them from the graph's initializers (a ``.pt`` is written only when the graph lacks some,
 e.g. a segmenter's folded BatchNorm), and the fp16 twin TensorRT builds for precision fp16,
-``<out stem>_fp16.onnx`` (training.fp16), is validated and pinned in the card but not written:
+``<out stem>_fp16.onnx`` (training.deploy.fp16), is validated and pinned in the card but not written:
 the builder derives the same bytes on the target. Both graphs have dynamic H and W. Each is
 checked with onnx.checker, then run with
 ONNX Runtime on real sample pairs and compared to PyTorch: the float graph to
@@ -45,18 +45,16 @@ from torch import nn
 from fusion_ros import __version__
 from fusion_ros.backends.torch_backend import GRAPH_PREFIX, weights_in_graph, weights_path
 from fusion_ros.core.color import bgr_to_ycrcb, to_unit
-from fusion_ros.core.imageio import pair_folders, read_ir, read_visible
 from fusion_ros.core.model_card import card_path_for, load_card, ModelCard, save_card, sha256_of, TensorSpec
-from fusion_ros.core.pipeline import visible_to_bgr
-from fusion_ros.core.registration import make_registration, register_ir
 from fusion_ros.evaluation.mask_io import BOX_CLASSES, SALIENCY_CLASSES
 from fusion_ros.networks.graphs import core_from_weights, FloatGraph, FusionCore, mask_kind, SegmenterGraph, \
     Uint8Graph
 from fusion_ros.networks.registry import declared
-from training.checkpoint import load_checkpoint
-from training.fp16 import attach_fp16
-from training.run_log import run_chain
-from training.shared_weights import share_weights
+from training.common.checkpoint import load_checkpoint
+from training.deploy.fp16 import attach_fp16
+from training.deploy.samples import load_samples
+from training.common.run_log import run_chain
+from training.deploy.shared_weights import share_weights
 
 FLOAT_TOL = 1e-5
 UINT8_TOL = 1
@@ -117,19 +115,6 @@ def export_graph(module: nn.Module, example: tuple[torch.Tensor, ...], path: Pat
                           input_names=[t.name for t in inputs], output_names=[t.name for t in outputs],
                           dynamic_axes=dynamic_axes, do_constant_folding=True)
     onnx.checker.check_model(onnx.load(str(path)), full_check=True)
-
-
-def load_samples(folder: Path, limit: int) -> list[tuple[str, np.ndarray, np.ndarray]]:
-    """Real sample pairs (name, ir uint8 registered, visible BGR uint8) for parity checks."""
-    pairing = pair_folders(Path(folder) / 'ir', Path(folder) / 'vi')
-    if not pairing.pairs:
-        raise FileNotFoundError(f'no sample pairs under {folder}/ir and {folder}/vi')
-    resize = make_registration('resize')
-    samples = []
-    for ir_path, vis_path in pairing.pairs[:limit]:
-        vis = visible_to_bgr(read_visible(vis_path))
-        samples.append((ir_path.stem, register_ir(read_ir(ir_path), vis.shape[:2], resize), vis))
-    return samples
 
 
 def _mask_mismatch(got: np.ndarray, ref: np.ndarray, kind: str) -> float:
@@ -236,7 +221,7 @@ def export(checkpoint: Path, out: Path, samples_dir: Path, opset: int = 17, metr
     if notes:
         origin['notes'] = notes
     return export_core(core, ckpt['config']['method'], out, samples_dir, origin,
-                       'python -m training.export ' + ' '.join(sys.argv[1:]), opset, sample_limit)
+                       'python -m training.deploy.export ' + ' '.join(sys.argv[1:]), opset, sample_limit)
 
 
 def export_core(core: FusionCore, method: str, out: Path, samples_dir: Path, origin: dict, command: str,
@@ -307,8 +292,8 @@ def export_segmenter(core: FusionCore, out: Path, provenance: dict, opset: int) 
 
 
 def training_command(ckpt: dict) -> str:
-    """Return the command that produced a checkpoint: joint runs come from training.semantic."""
-    module = 'training.semantic' if 'segmenter' in ckpt else 'training.train'
+    """Return the command that produced a checkpoint: joint runs come from training.seafusion.semantic."""
+    module = 'training.seafusion.semantic' if 'segmenter' in ckpt else 'training.common.train'
     return f'python -m {module} --config {ckpt.get("config_path")}'
 
 

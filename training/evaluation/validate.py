@@ -1,14 +1,14 @@
 """
 Validate an exported model on a training run's held-out pairs, beside the max/mean baselines.
 
-    python -m training.validate --run runs/seafusion --model models/seafusion.onnx \
+    python -m training.evaluation.validate --run runs/seafusion --model models/seafusion.onnx \
         [--config training/configs/seafusion.yaml] [--out runs/seafusion/validation]
 
 Links the held-out pairs named in ``<run>/val_names.txt`` (from the config's
 ``val_source``) into ``<out>/pairs``, fuses them with the runtime pipeline
 (the same code path as `fusion-ros fuse` and the node) and evaluates them with
 `fusion-ros evaluate --baselines`. The resulting ``summary.json`` is what
-``training.export --metrics`` copies into the model card.
+``training.deploy.export --metrics`` copies into the model card.
 """
 
 import argparse
@@ -19,7 +19,7 @@ from fusion_ros.cli.fuse import fuse_folders
 from fusion_ros.core.imageio import pair_folders
 from fusion_ros.core.pipeline import FusionPipeline
 from fusion_ros.evaluation.evaluate import evaluate_folders
-from training.config import load_config
+from training.common.config import load_config
 
 
 def link_holdout(run: Path, config_path: Path, out: Path) -> Path:

@@ -1,7 +1,7 @@
 """
 Build the TensorRT engines of every shipped model, on the machine that will run them.
 
-    python -m training.build_engines [--models models] [--precision fp16 fp32] [--out-dir DIR] \
+    python -m training.deploy.build_engines [--models models] [--precision fp16 fp32] [--out-dir DIR] \
         [--timing-cache PATH] [--force] ...
 
 Each end-to-end uint8 graph in the folder (the graphs the node runs) gets one plan per precision,

@@ -1,7 +1,7 @@
 """
-ReFusion training: the fusion module F with a loss learned by meta-learning (training.refusion_meta).
+ReFusion training: the fusion module F with a loss learned by meta-learning (training.refusion.meta).
 
-    python -m training.refusion --config training/configs/refusion.yaml [--resume] [key=value ...]
+    python -m training.refusion.train --config training/configs/refusion.yaml [--resume] [key=value ...]
 
 Interleaved (``meta_phase: 0``): every step F and the reconstruction module R take one Adam step;
 every ``meta_every``-th step the loss proposal module P first takes its meta step (an inner
@@ -10,12 +10,12 @@ differentiable step of F, the reconstruction loss of R(F'(x)) back into P). Phas
 then n steps of F and R. Cosine decay from ``lr`` to ``min_lr`` (methods.md suggests a constant
 1e-4; the config says what a run used and why). The leads of methods.md are config switches
 (``proposal``, ``inner_step``, ``outer_step``, ``meta_phase``, ``swap_sources``, ``grad_ramp``);
-``training.refusion_ablation`` measures them. ``init_from`` starts F and R from a checkpoint, P afresh.
+``training.refusion.ablation`` measures them. ``init_from`` starts F and R from a checkpoint, P afresh.
 
 Writes into ``out_dir``: ``last.pt`` (resumable: F, P, R, their optimisers, the sampler's and
 torch's RNG), ``best.pt`` (lowest held-out reconstruction loss), ``train_log.csv`` (rec_loss,
 fusion_loss, r_loss and the spatial std of P's weight maps), ``val_log.csv`` (held-out
-reconstruction loss and fusion metrics) and ``val_names.txt``. ``training.export`` exports F.
+reconstruction loss and fusion metrics) and ``val_names.txt``. ``training.deploy.export`` exports F.
 """
 
 from pathlib import Path
@@ -26,13 +26,13 @@ import torch
 from tqdm import tqdm
 
 from fusion_ros.networks.registry import build_model
-from training.checkpoint import load_checkpoint, run_resumable, save_checkpoint
-from training.config import config_to_dict, TrainConfig
-from training.data import CropSampler, load_sources, split_holdout
-from training.objectives import Objective
-from training.refusion_meta import blend_distance, fusion_step, make_proposal, meta_gradient, MetaNets, \
+from training.common.checkpoint import load_checkpoint, run_resumable, save_checkpoint
+from training.common.config import config_to_dict, TrainConfig
+from training.common.data import CropSampler, load_sources, split_holdout
+from training.common.objectives import Objective
+from training.refusion.meta import blend_distance, fusion_step, make_proposal, meta_gradient, MetaNets, \
     MetaSettings, proposal_step, Reconstruction, reconstruction_loss, swapped, weight_spread
-from training.train import append_csv, cosine_lr, validate
+from training.common.train import append_csv, cosine_lr, validate
 
 
 class MetaTrainer:
@@ -60,14 +60,15 @@ class MetaTrainer:
         self.out = Path(config.out_dir)
 
     def state(self) -> dict:
-        """Everything needed to resume at the current step; 'model' is F, what training.export reads."""
+        """Everything needed to resume at the current step; 'model' is F, what training.deploy.export reads."""
         n = self.nets
         return {'model': n.fusion.state_dict(), 'proposal': n.proposal.state_dict(),
                 'reconstruction': n.reconstruction.state_dict(), 'fusion_opt': n.fusion_opt.state_dict(),
                 'proposal_opt': n.proposal_opt.state_dict(), 'reconstruction_opt': n.reconstruction_opt.state_dict(),
                 'step': self.step, 'best_val_loss': self.best, 'rec_loss': self.rec_loss,
                 'config': config_to_dict(self.config),
-                'config_path': self.config_path, 'command': f'python -m training.refusion --config {self.config_path}',
+                'config_path': self.config_path,
+                'command': f'python -m training.refusion.train --config {self.config_path}',
                 'sampler_rng': self.sampler.rng.bit_generator.state, 'torch_rng': torch.get_rng_state()}
 
     def restore(self, ckpt: dict) -> None:
@@ -84,7 +85,7 @@ class MetaTrainer:
         torch.set_rng_state(ckpt['torch_rng'])
 
     def settings(self, lr: float) -> MetaSettings:
-        """The meta step's settings at this step (F's learning rate, the ramped gradient weight)."""
+        """Return the meta step's settings at this step (F's learning rate, the ramped gradient weight)."""
         c = self.config
         ramp = (self.step + 1) / c.max_steps if c.grad_ramp else 1.0
         return MetaSettings(c.inner_lr, c.inner_step, c.outer_step, lr, ramp)

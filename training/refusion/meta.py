@@ -88,7 +88,7 @@ def make_proposal(kind: str) -> nn.Module:
 
 def swapped(vis: torch.Tensor, ir: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """
-    The batch plus each pair with its sources swapped (the circulating script's "stable training" lead).
+    Return the batch plus each pair with IR and visible exchanged: the circulating script's "stable training" lead.
 
     F and P then see every pair in both orders, so neither can lean on which input is the IR one.
     """
@@ -183,7 +183,7 @@ Batch = tuple[torch.Tensor, torch.Tensor]   # (vis, ir), each (N, 1, H, W) in [0
 
 def meta_gradient(nets: MetaNets, inner: Batch, outer: Batch, settings: MetaSettings) -> tuple[list, float]:
     """
-    (a) and (b) of methods.md: P's gradient through one differentiable step of F; returns it and the outer loss.
+    Compute P's gradient through one differentiable step of F ((a) and (b) of methods.md); return it and the outer loss.
 
     (a) inner: the gradient g of P's loss on the ``inner`` batch w.r.t. F's parameters theta, kept
         differentiable (create_graph), gives F' through torch.func.functional_call. 'normalised':

@@ -1,9 +1,9 @@
 """
 Validate the fp16 graph of an exported model and pin it in the model card (``provenance.fp16``).
 
-    python -m training.fp16 models/seafusion.onnx [models/seafusion_float.onnx ...] [--samples tests/data/pairs]
+    python -m training.deploy.fp16 models/seafusion.onnx [models/seafusion_float.onnx ...] [--samples tests/data/pairs]
 
-training.export calls ``attach_fp16`` for every graph it writes; this command does the same for
+training.deploy.export calls ``attach_fp16`` for every graph it writes; this command does the same for
 graphs exported earlier. The conversion itself (fusion_ros/tensorrt/fp16_graph.py) is part of the
 runtime: it is deterministic, so the TensorRT builder derives the very same bytes on the target,
 checked against the sha256 pinned here, and models ship without an fp16 file. Ops a network keeps
@@ -40,6 +40,7 @@ from fusion_ros.core.model_card import card_path_for, load_card, ModelCard, save
 from fusion_ros.core.pipeline import FusionPipeline
 from fusion_ros.evaluation import metrics
 from fusion_ros.tensorrt.fp16_graph import convert, Fp32Keep
+from training.deploy.samples import load_samples
 
 FP16_MAX_LEVELS, FP16_MEAN_LEVELS = 32, 0.5
 METRICS = ('EN', 'SF', 'MI', 'VIF', 'Qabf', 'SSIM')
@@ -138,8 +139,7 @@ def attach_fp16(model_path: Path, samples, threads: int = 0) -> dict:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    """Command-line entry point: fp16 graphs for graphs exported before training.export wrote them."""
-    from training.export import load_samples
+    """Command-line entry point: fp16 graphs for graphs exported before training.deploy.export wrote them."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('models', nargs='+', type=Path)
     parser.add_argument('--samples', type=Path, default=Path(__file__).resolve().parent.parent / 'tests' / 'data'

@@ -1,7 +1,7 @@
 """
 Train the gray VGG-19 feature extractor that CoCoNet uses when no ImageNet VGG-19 file is given.
 
-    python -m training.coconet_vgg --config training/configs/coconet_vgg.yaml [--resume]
+    python -m training.coconet.vgg --config training/configs/coconet_vgg.yaml [--resume]
 
 Why: CoCoNet reads a frozen VGG-19 twice, in its attention branch (relu1_2, 2_2, 3_4 after an extra
 max-pool) and in the contrastive loss (relu1_1, 2_1, 3_1, 4_1, 5_1). ImageNet weights cannot be
@@ -15,7 +15,7 @@ compare. It is not ImageNet's semantics; the model card says so.
 Writes into ``out_dir``: ``vgg19_gray.pt`` (torchvision-format state dict, ``features.N.*``, gray first
 conv; what ``vgg_weights`` of the CoCoNet configs names), ``last.pt`` (resumable), ``train_log.csv`` and
 ``val_log.csv`` (reconstruction error on centre crops of held-out pairs).
-The held-out pairs of ``val_source`` are left out exactly as in training.train.
+The held-out pairs of ``val_source`` are left out exactly as in training.common.train.
 """
 
 from pathlib import Path
@@ -27,10 +27,10 @@ import torch
 from torch import nn
 
 from fusion_ros.networks.coconet import BRANCH_TAPS, gray_vgg19_features
-from training.checkpoint import load_checkpoint, save_checkpoint
-from training.config import config_to_dict, parse_command_line, TrainConfig
-from training.data import CropSampler, load_sources, split_holdout
-from training.train import append_csv, cosine_lr
+from training.common.checkpoint import load_checkpoint, save_checkpoint
+from training.common.config import config_to_dict, parse_command_line, TrainConfig
+from training.common.data import CropSampler, load_sources, split_holdout
+from training.common.train import append_csv, cosine_lr
 
 VGG_END = 30                                        # features[:30] ends at relu5_1
 PLAIN_TAPS = {1: 1, 6: 2, 11: 4, 20: 8, 29: 16}     # tap index -> stride: relu1_1, 2_1, 3_1, 4_1, 5_1

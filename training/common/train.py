@@ -1,8 +1,8 @@
 """
 Train a fusion network from a YAML config.
 
-    python -m training.train --config training/configs/seafusion.yaml [--resume] [key=value ...]
-    torchrun --nproc_per_node 2 -m training.train --config ...      # DDP (nccl on GPU, gloo on CPU)
+    python -m training.common.train --config training/configs/seafusion.yaml [--resume] [key=value ...]
+    torchrun --nproc_per_node 2 -m training.common.train --config ...      # DDP (nccl on GPU, gloo on CPU)
 
 Writes into ``out_dir``: ``last.pt`` (resumable), ``best.pt`` (best validation
 loss), ``train_log.csv``, ``val_log.csv`` and ``val_names.txt`` (the held-out
@@ -25,10 +25,10 @@ from tqdm import tqdm
 from fusion_ros.core.color import bgr_to_ycrcb, to_uint8, to_unit, ycrcb_to_bgr
 from fusion_ros.evaluation import metrics
 from fusion_ros.networks.registry import build_model
-from training.checkpoint import load_checkpoint, save_checkpoint
-from training.config import config_to_dict, parse_command_line, TrainConfig
-from training.data import CropSampler, IGNORE, Pair, load_sources, split_holdout
-from training.objectives import Objective, fused_luma, objective_for
+from training.common.checkpoint import load_checkpoint, save_checkpoint
+from training.common.config import config_to_dict, parse_command_line, TrainConfig
+from training.common.data import CropSampler, IGNORE, Pair, load_sources, split_holdout
+from training.common.objectives import Objective, fused_luma, objective_for
 
 
 def cosine_lr(step: int, total: int, lr: float, min_lr: float) -> float:

@@ -1,13 +1,13 @@
 """
-CoCoNet's two objectives for training.train: stage 1 (``coconet``) and stage 2 (``coconet_contrastive``).
+CoCoNet's two objectives for training.common.train: stage 1 (``coconet``) and stage 2 (``coconet_contrastive``).
 
 Both read the VGG-19 file named by ``vgg_weights`` (a torchvision-format state dict: ImageNet weights a
-user supplies, or the gray extractor training.coconet_vgg trains here). The network's frozen branch is
+user supplies, or the gray extractor training.coconet.vgg trains here). The network's frozen branch is
 loaded from it before training, and stage 2 builds its contrastive feature extractor from the same
 file. No file is an error: random VGG features would be trained against as if they meant something.
 
 The objectives are built per config (``stage1`` / ``stage2`` return the train-module and loss
-callables of training.objectives.Objective) because they depend on that file.
+callables of training.common.objectives.Objective) because they depend on that file.
 """
 
 from functools import lru_cache
@@ -18,9 +18,9 @@ import torch
 from torch import nn
 
 from fusion_ros.networks.coconet import BRANCH_END, gray_vgg_state_dict
-from training.coconet_losses import ContrastFeatures, coupled_contrastive_loss, stage1_loss
-from training.config import TrainConfig
-from training.data import IGNORE
+from training.coconet.losses import ContrastFeatures, coupled_contrastive_loss, stage1_loss
+from training.common.config import TrainConfig
+from training.common.data import IGNORE
 
 Loss = tuple[torch.Tensor, dict[str, float]]
 
@@ -30,7 +30,7 @@ def read_vgg_file(path: str) -> dict[str, torch.Tensor]:
     """Read a VGG-19 state dict once per process (validation rebuilds the train module each time)."""
     if not path:
         raise ValueError('CoCoNet needs VGG-19 weights: set vgg_weights (or --vgg-weights FILE) to a torchvision-'
-                         'format state dict, or train the local extractor: python -m training.coconet_vgg '
+                         'format state dict, or train the local extractor: python -m training.coconet.vgg '
                          '--config training/configs/coconet_vgg.yaml')
     if not Path(path).is_file():
         raise FileNotFoundError(f'vgg_weights file not found: {path}')

@@ -1,9 +1,9 @@
 """
 Which ReFusion training lead makes P's maps informative and stops F from learning the blend.
 
-    python -m training.refusion_ablation --config training/configs/refusion.yaml \
+    python -m training.refusion.ablation --config training/configs/refusion.yaml \
         --init models/refusion_run/last.pt --steps 150 --eval-pairs 12 --out runs/refusion_ablation [--rows NAME ...]
-    python -m training.refusion_ablation --report --out runs/refusion_ablation
+    python -m training.refusion.ablation --report --out runs/refusion_ablation
 
 Every row starts F and R from the same checkpoint and P afresh (its last conv is zero, so its maps
 start flat), trains the same number of steps with one lead of methods.md switched on (or all of
@@ -26,13 +26,13 @@ import matplotlib
 import torch
 
 from fusion_ros.networks.registry import build_model
-from training.checkpoint import load_checkpoint
-from training.compare import BAR_METRICS, relative_scores
-from training.config import load_config, TrainConfig
-from training.data import load_sources, split_holdout
-from training.objectives import Objective
-from training.refusion import MetaTrainer
-from training.train import validate
+from training.common.checkpoint import load_checkpoint
+from training.evaluation.compare import BAR_METRICS, relative_scores
+from training.common.config import load_config, TrainConfig
+from training.common.data import load_sources, split_holdout
+from training.common.objectives import Objective
+from training.refusion.train import MetaTrainer
+from training.common.train import validate
 
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
@@ -56,7 +56,7 @@ ROWS = ('start', *LEADS)
 
 
 def row_config(base: TrainConfig, name: str, args: argparse.Namespace) -> TrainConfig:
-    """The base config with the ablation's fixed budget and the row's lead applied."""
+    """Return the base config with the ablation's fixed budget and the row's lead applied."""
     fixed = {'max_steps': args.steps, 'lr': args.lr, 'min_lr': args.lr, 'meta_every': 1, 'val_every': args.steps,
              'ckpt_every': 25, 'log_every': 5, 'val_eval_count': args.eval_pairs, 'init_from': args.init,
              'threads': args.threads, 'out_dir': str(Path(args.out) / name)}

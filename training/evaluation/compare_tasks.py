@@ -1,8 +1,8 @@
 """
 Compare shipped models on the other fusion tasks of ../shared/datasets: medical, multi-exposure, multi-focus.
 
-    python -m training.compare_tasks --models models/seafusion.onnx models/sgfusion.onnx models/coconet.onnx \
-        models/refusion.onnx --data ../shared/datasets --out models/comparison/other_tasks
+    python -m training.evaluation.compare_tasks --models models/seafusion.onnx models/sgfusion.onnx \
+        models/coconet.onnx models/refusion.onnx --data ../shared/datasets --out models/comparison/other_tasks
 
 Why: SGFusion and ReFusion are general-purpose methods, and users ask whether an infrared/visible model
 transfers. Every model here was trained on infrared/visible pairs only; nothing is retrained per task.
@@ -23,7 +23,7 @@ from typing import Optional
 
 from fusion_ros.evaluation.evaluate import evaluate_folders
 from fusion_ros.evaluation.metrics import METRIC_NAMES
-from training.compare import add_to_cards, fuse_each, metric_means
+from training.evaluation.compare import add_to_cards, fuse_each, metric_means
 
 
 @dataclass(frozen=True)
@@ -98,7 +98,7 @@ def main(argv: Optional[list[str]] = None) -> dict:
     for task in tasks:
         results[task.name] = compare_task(args.models, task, args.data, args.work, args.threads)
         print(f'{task.name}: {results[task.name]["pairs"]} pairs scored', flush=True)
-    command = 'python -m training.compare_tasks ' + ' '.join(sys.argv[1:] if argv is None else argv)
+    command = 'python -m training.evaluation.compare_tasks ' + ' '.join(sys.argv[1:] if argv is None else argv)
     summary = {'command': command, 'tasks': results}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / 'summary.json').write_text(json.dumps(summary, indent=2) + '\n')

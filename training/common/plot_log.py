@@ -1,8 +1,8 @@
 """
 Plot training runs' loss and validation curves to one PNG (one row per run, e.g. per stage).
 
-    python -m training.plot_log --run runs/seafusion --out models/seafusion_training.png
-    python -m training.plot_log --run runs/sgfusion runs/sgfusion_fused --out models/sgfusion_training.png
+    python -m training.common.plot_log --run runs/seafusion --out models/seafusion_training.png
+    python -m training.common.plot_log --run runs/sgfusion runs/sgfusion_fused --out models/sgfusion_training.png
 
 Every loss column of train_log.csv is drawn (they differ per method: l_int/l_texture, l_rec/l_bce,
 l_sem, rec_loss/fusion_loss/r_loss), ``std_*`` columns (ReFusion's weight-map spread) on a second

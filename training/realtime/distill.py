@@ -1,12 +1,12 @@
 """
 Distillation of a fusion network into the real-time student (issue 13): teacher images and the objective.
 
-    python -m training.distill --config training/configs/realtime.yaml [--threads 2]
-    python -m training.distill --config training/configs/realtime.yaml --compare models/realtime_float.onnx
+    python -m training.realtime.distill --config training/configs/realtime.yaml [--threads 2]
+    python -m training.realtime.distill --config training/configs/realtime.yaml --compare models/realtime_float.onnx
 
 Running the teacher on every crop of every step would cost more than training the student, so
 its fused Y is computed once per whole image (the runtime's view: no crop borders) and stored as
-a 16-bit PNG in the folder each source names as ``teacher``; training.data crops it with the
+a 16-bit PNG in the folder each source names as ``teacher``; training.common.data crops it with the
 sources. The command above fills the folders ahead of time; the ``realtime_distill`` objective
 fills whatever is missing before training starts, so the training command alone also works.
 
@@ -14,7 +14,7 @@ fills whatever is missing before training starts, so the training command alone 
 absolute difference of fused Y in grey levels, beside the pixel max of the sources).
 
 Objective: the content loss of methods.md on the student plus ``distill_weight`` * mean
-|student - teacher|. Validation inside training.train sees no teacher images (it fuses whole
+|student - teacher|. Validation inside training.common.train sees no teacher images (it fuses whole
 held-out pairs), so its ``val_loss`` is the content loss alone.
 """
 
@@ -28,9 +28,9 @@ from torch import nn
 
 from fusion_ros.core.imageio import pair_folders, write_image_atomic
 from fusion_ros.core.pipeline import FusionPipeline
-from training.config import DataSource, parse_command_line, TrainConfig
-from training.data import load_pair, load_sources, split_holdout
-from training.losses import content_loss
+from training.common.config import DataSource, parse_command_line, TrainConfig
+from training.common.data import load_pair, load_sources, split_holdout
+from training.common.losses import content_loss
 
 Loss = tuple[torch.Tensor, dict[str, float]]
 
@@ -59,7 +59,7 @@ def fill_teacher_folders(config: TrainConfig, threads: int = 0, log: Callable[[s
     Write the teacher's fused Y for every pair of every source that names a teacher folder; returns how many.
 
     Files already there are kept (a rerun after an interruption only does the rest). The teacher is
-    a float graph with a card (``config.teacher``); it sees the same planes training.data loads.
+    a float graph with a card (``config.teacher``); it sees the same planes training.common.data loads.
     """
     sources = [s for s in config.sources if s.teacher]
     if not sources:
@@ -127,7 +127,7 @@ def distill_loss(outputs: tuple[torch.Tensor, Optional[torch.Tensor]], vis: torc
 
 
 def objective_parts(config: TrainConfig) -> tuple[Callable[[nn.Module], nn.Module], Callable[..., Loss]]:
-    """Fill the teacher folders; return the train module and loss of training.objectives' ``realtime_distill``."""
+    """Fill the teacher folders; return the train module and loss of the ``realtime_distill`` objective."""
     fill_teacher_folders(config, threads=config.threads)
     return DistillTrainer, distill_loss
 

@@ -11,7 +11,7 @@ import csv
 from pathlib import Path
 from typing import Optional
 
-from training.checkpoint import load_checkpoint
+from training.common.checkpoint import load_checkpoint
 
 
 def logged_wall_seconds(seconds: list[float]) -> float:

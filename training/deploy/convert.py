@@ -1,12 +1,12 @@
 """
 Run the authors' released checkpoints: map their state-dict layout onto our networks and export.
 
-    python -m training.convert --method seafusion|coconet|refusion --checkpoint FILE --out models/NAME.onnx \
+    python -m training.deploy.convert --method seafusion|coconet|refusion --checkpoint FILE --out models/NAME.onnx \
         [--samples tests/data/pairs]
 
 The weights are only renamed (and de-duplicated, or unused tensors dropped), never changed, so
 the exported graphs compute what the authors' network computes, minus their test scripts' output
-post-processing (see NOTES). Export, parity checks, torch weights and cards are training.export's;
+post-processing (see NOTES). Export, parity checks, torch weights and cards are training.deploy.export's;
 the card's provenance names the file, its sha256 and the release it came from. Every key of the
 file must be known, and every tensor of our network must be found, with its shape: anything else
 is an error naming the key. No third-party weights ship with this project.
@@ -23,8 +23,8 @@ import torch
 from fusion_ros.core.model_card import sha256_of
 from fusion_ros.networks.graphs import core_from_weights
 from fusion_ros.networks.registry import build_model
-from training.coconet_convert import from_released_state_dict
-from training.export import export_core
+from training.coconet.convert import from_released_state_dict
+from training.deploy.export import export_core
 
 StateDict = dict[str, torch.Tensor]
 
@@ -124,7 +124,7 @@ def convert_refusion(state: StateDict) -> StateDict:
 
 
 def convert_coconet(state: StateDict) -> StateDict:
-    """Apply CoCoNet's mapping (training.coconet_convert, kept with its network); key errors become ValueErrors."""
+    """Apply CoCoNet's mapping (training.coconet.convert, kept with its network); key errors become ValueErrors."""
     try:
         return from_released_state_dict(state)
     except KeyError as err:
@@ -177,7 +177,7 @@ def convert(method: str, checkpoint: Path, out: Path, samples_dir: Path, opset: 
                          'release': RELEASES.get(method, ''), 'file': Path(checkpoint).name,
                          'sha256': sha256_of(checkpoint)},
               'notes': NOTES.get(method, '')}
-    command = command or 'python -m training.convert ' + ' '.join(sys.argv[1:])
+    command = command or 'python -m training.deploy.convert ' + ' '.join(sys.argv[1:])
     return export_core(core, method, out, samples_dir, origin, command, opset)
 
 

@@ -8,7 +8,7 @@ import torch
 
 from fusion_ros.backends.torch_backend import exported_weights
 from fusion_ros.core.model_card import load_card
-from training.config import parse_command_line
+from training.common.config import parse_command_line
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:

@@ -1,7 +1,7 @@
 """
 Bring an already exported graph up to TensorRT's Cast rule without its checkpoint.
 
-    python -m training.retrofit models/seafusion_seg.onnx models/seafusion_seg_float.onnx ...
+    python -m training.deploy.retrofit models/seafusion_seg.onnx models/seafusion_seg_float.onnx ...
 
 Graphs exported before fusion_ros.networks.graphs.class_ids_to_uint8 cast their ArgMax class
 ids (INT64) straight to UINT8, which TensorRT documents only from FLOAT or HALF. This inserts a
@@ -25,7 +25,7 @@ from fusion_ros.backends.onnxruntime_backend import OnnxRuntimeBackend
 from fusion_ros.core.model_card import card_path_for, load_card, save_card, sha256_of
 from fusion_ros.core.pipeline import FusionPipeline
 from fusion_ros.tensorrt.onnx_support import uint8_cast_source_violations
-from training.export import load_samples
+from training.deploy.samples import load_samples
 
 PAIRS = Path(__file__).resolve().parent.parent / 'tests' / 'data' / 'pairs'
 
@@ -68,7 +68,7 @@ def retrofit(path: Path, samples) -> Optional[str]:
     onnx.checker.check_model(model, full_check=True)
     onnx.save(model, str(path))
     card = load_card(path, verify=False)
-    note = (f'{count} Cast INT64->UINT8 routed through FLOAT by `python -m training.retrofit` '
+    note = (f'{count} Cast INT64->UINT8 routed through FLOAT by `python -m training.deploy.retrofit` '
             f'(TensorRT Cast rule); outputs bit-identical on {len(samples)} bundled pairs')
     after = outputs_on_samples(path, samples)
     if len(before) != len(after) or any(not np.array_equal(a, b) for a, b in zip(before, after)):

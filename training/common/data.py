@@ -11,7 +11,7 @@ import numpy as np
 from fusion_ros.core.color import bgr_to_ycrcb, ir_to_unit, to_unit
 from fusion_ros.core.imageio import pair_folders, read_image, read_ir, read_visible
 from fusion_ros.evaluation.mask_io import IGNORE, mask_path, read_mask
-from training.config import DataSource
+from training.common.config import DataSource
 
 
 @dataclass
@@ -37,7 +37,8 @@ def read_teacher(folder: Path, name: str, shape: tuple[int, int]) -> np.ndarray:
     """Read a teacher's fused Y of pair `name` (16-bit PNG) into [0, 1]; a missing or mis-sized file is an error."""
     path = Path(folder) / f'{name}.png'
     if not path.is_file():
-        raise FileNotFoundError(f'no teacher image {path} (training.distill fills the folder from the teacher graph)')
+        raise FileNotFoundError(f'no teacher image {path} (training.realtime.distill fills the folder from the '
+                                'teacher graph)')
     plane = read_image(path)
     if plane.shape != shape or plane.dtype != np.uint16:
         raise ValueError(f'teacher image {path} is {plane.dtype} {plane.shape}, expected uint16 {shape}')

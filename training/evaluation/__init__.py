@@ -1,0 +1,1 @@
+"""Scoring exported models: a run's held-out pairs, the comparison of every shipped model, other fusion tasks."""

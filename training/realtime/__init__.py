@@ -1,0 +1,1 @@
+"""The real-time student: distillation from a fusion network (issue 13)."""
