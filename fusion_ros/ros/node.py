@@ -416,9 +416,9 @@ class FusionNode(LifecycleNode):
         """
         Publish bgr as JPEG on a compressed output, if it exists and has a subscriber.
 
-        The JPEG encode is the costly part of a compressed output (8.5 ms at 1920x1080 against 2 ms for
-        building and publishing raw bgr8, benchmarks/results/camera_rate.json), so it is skipped while
-        nobody listens; the raw outputs are always published.
+        The JPEG encode is the costly part of a compressed output (the `encode` stage at 1920x1080 in
+        benchmarks/results/camera_rate.json), so it is skipped while nobody listens; the raw outputs
+        are always published.
         """
         pub = self._pubs.get(key)
         if pub is not None and pub.get_subscription_count() > 0:
