@@ -37,6 +37,8 @@ from benchmarks.registration_baselines import ecc_homography, feature_homography
 from benchmarks.rig import machine, save_results  # noqa: E402
 from fusion_ros.core.calibration.calibrate import calibrate  # noqa: E402
 from fusion_ros.core.calibration.geometry import ir_pixel_error  # noqa: E402
+from fusion_ros.core.calibration.orientation import orientation_field, to_gray_float  # noqa: E402
+from fusion_ros.core.calibration.score import field_correlation  # noqa: E402
 from fusion_ros.evaluation.rig_simulation import random_rig, render_ir  # noqa: E402
 
 DATASETS = REPO.parent / 'shared' / 'datasets'
@@ -167,6 +169,77 @@ def self_registration(dataset: str, groups: int, rng: np.random.Generator) -> li
     return rows
 
 
+def strip_offsets(dataset: str, count: int, reach: int = 8) -> dict:
+    """
+    Check a dataset's own registration locally: the best shift of the IR edges in a left and a right strip.
+
+    Each registered pair's IR and visible edge fields (full resolution) are compared in the left
+    and the right third of the frame at every shift within reach pixels; no optimiser, no model.
+    Equal shifts on both sides mean a translation; a left shift above the right one, pair after
+    pair, means the IR image is narrower than the visible one: a scale error of the dataset.
+    """
+    rows = []
+    for path in usable(dataset)[::max(1, len(usable(dataset)) // count)][:count]:
+        ir, vis = load_pair(dataset, path)
+        ir_field = orientation_field(to_gray_float(ir))
+        vis_field = orientation_field(to_gray_float(vis))
+        height, width = ir.shape
+        best = []
+        for x0, x1 in ((reach, width // 3), (2 * width // 3, width - reach)):
+            scores = {(dx, dy): field_correlation(ir_field[reach:height - reach, x0:x1],
+                                                  vis_field[reach + dy:height - reach + dy, x0 + dx:x1 + dx])
+                      for dx in range(-reach, reach + 1) for dy in range(-reach, reach + 1)}
+            best.append(max(scores, key=scores.get))
+        rows.append({'pair': path.stem, 'left_shift': best[0], 'right_shift': best[1]})
+    spread = np.array([r['left_shift'][0] - r['right_shift'][0] for r in rows], float)
+    return {'pairs': rows, 'left_minus_right_x_px_median': float(np.median(spread)),
+            'share_left_above_right': round(float(np.mean(spread > 0)), 3),
+            'share_left_below_right': round(float(np.mean(spread < 0)), 3)}
+
+
+def real_consistency() -> list[dict]:
+    """
+    Compare per vi_hr frame the map calibrated against vi_hr with the one against the low-resolution frame.
+
+    The low-resolution visible frame is the data set's registered partner of the IR frame, so the
+    truth of the cross-resolution case assumes that registration is exact. Calibrating the IR frame
+    against both visible frames and bringing the vi_hr answer back through the same-modality map
+    shows whether the method agrees with itself across resolutions: if it does while both differ
+    from the truth, the difference is the data set's registration, not the method.
+    """
+    rows = []
+    for name, ir_frames, vis_frames, truth in real_cases():
+        low = cv2.imread(str(DATASETS / 'roadscene' / 'vi' / (name.split('/')[1] + '.jpg')), cv2.IMREAD_COLOR)
+        high_result = calibrate(ir_frames, vis_frames)
+        low_result = calibrate(ir_frames, [low])
+        ir_size = (ir_frames[0].shape[1], ir_frames[0].shape[0])
+        row = {'case': name, 'high_refusal': high_result.refusal, 'low_refusal': low_result.refusal}
+        if high_result.ok and low_result.ok:
+            back = np.linalg.inv(truth) @ high_result.homography   # truth: low-resolution grid (= IR grid) -> vi_hr
+            row['high_vs_low_px'] = round(ir_pixel_error(back, low_result.homography, ir_size, ir_size)[0], 3)
+            row['low_vs_dataset_px'] = round(ir_pixel_error(low_result.homography, np.eye(3), ir_size, ir_size)[0], 3)
+        print(row, flush=True)
+        rows.append(row)
+    return rows
+
+
+def timing(repeats: int = 2) -> dict:
+    """Time one calibration (best of repeats): a real cross-resolution pair, and a simulated 8-pair rig."""
+    _, ir_frames, vis_frames, _ = next(real_cases())
+    _, rig_ir, rig_vis, _ = next(simulated_cases('roadscene', 1, 8, np.random.default_rng(18)))
+    out = {}
+    for label, (irs, viss) in {'1 pair, IR 500x329 vs visible 1404x1026': (ir_frames, vis_frames),
+                               '8 pairs, IR 232x160 vs visible 464x320': (rig_ir, rig_vis)}.items():
+        seconds = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            calibrate(irs, viss)
+            seconds.append(time.perf_counter() - start)
+        out[label] = round(min(seconds), 2)
+        print(label, out[label], 's', flush=True)
+    return out
+
+
 def summarise(rows: list[dict], success_px: float) -> dict:
     """Median error, share within success_px of all cases, refusals, wrong answers, time."""
     errors = np.array([r['error_px'] for r in rows if r['error_px'] is not None])
@@ -207,8 +280,12 @@ def plot(results: dict, path: Path) -> None:
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     settings = list(results)
-    fig, axes = plt.subplots(1, len(settings), figsize=(4.2 * len(settings), 3.6), squeeze=False)
-    for ax, setting in zip(axes[0], settings):
+    columns = min(3, len(settings))
+    rows = -(-len(settings) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4.4 * columns, 3.6 * rows), squeeze=False)
+    for ax in axes.ravel()[len(settings):]:
+        ax.axis('off')
+    for ax, setting in zip(axes.ravel(), settings):
         for method, data in results[setting].items():
             errors = np.sort([c['error_px'] if c['error_px'] is not None else np.inf for c in data['cases']])
             share = np.arange(1, len(errors) + 1) / len(errors)
@@ -221,7 +298,8 @@ def plot(results: dict, path: Path) -> None:
         ax.set_title(setting, fontsize=9)
         ax.set_xlabel('error (IR px, mean over the overlap)')
         ax.legend(fontsize=7, loc='lower right')
-    axes[0][0].set_ylabel('share of cases with error <= x')
+    for row in axes:
+        row[0].set_ylabel('share of cases with error <= x')
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -239,6 +317,11 @@ def main() -> None:
     parser.add_argument('--self-registration', type=int, default=0, metavar='GROUPS',
                         help='also calibrate GROUPS groups of 8 registered pairs per dataset as they are')
     parser.add_argument('--merge', type=Path, nargs='+', help='combine the results of earlier runs instead')
+    parser.add_argument('--real-consistency', action='store_true',
+                        help='also calibrate each vi_hr IR frame against its low-resolution partner')
+    parser.add_argument('--timing', action='store_true', help='also time one calibration of each kind')
+    parser.add_argument('--strip-check', type=int, default=0, metavar='PAIRS',
+                        help='also measure the local (left/right strip) offsets of PAIRS registered pairs per dataset')
     parser.add_argument('--export-rig', type=Path, metavar='DIR',
                         help='write one simulated rig of the first dataset (DIR/ir, DIR/vi, DIR/truth.txt) and stop')
     parser.add_argument('--out', type=Path, default=REPO / 'benchmarks' / 'results' / 'registration.json')
@@ -259,6 +342,13 @@ def main() -> None:
             print(f'== {dataset}, {count} pair(s) per rig', flush=True)
             results[f'{dataset} x{count}'] = evaluate(simulated_cases(dataset, args.rigs, count, rng),
                                                       args.methods, 'rig')
+    if args.timing:
+        results['timing'] = timing()
+    if args.real_consistency:
+        results['real consistency'] = real_consistency()
+    if args.strip_check:
+        results['strip offsets'] = {d: strip_offsets(d, args.strip_check) for d in args.datasets}
+        print(json.dumps(results['strip offsets']), flush=True)
     if args.self_registration:
         results['self-registration'] = {d: self_registration(d, args.self_registration, np.random.default_rng(1))
                                         for d in args.datasets}
@@ -271,14 +361,15 @@ def main() -> None:
 def write(results: dict, args: argparse.Namespace) -> None:
     """Plot, summarise, print and save."""
     plot_path = args.out.with_suffix('.png')
-    rigs = {k: v for k, v in results.items() if k != 'self-registration'}
+    checks = ('self-registration', 'strip offsets', 'real consistency', 'timing')
+    rigs = {k: v for k, v in results.items() if k not in checks}
     plot(rigs, plot_path)
     summary = {setting: {m: d['summary'] for m, d in data.items()} for setting, data in rigs.items()}
-    if 'self-registration' in results:
-        summary['self-registration'] = results['self-registration']
+    summary.update({k: results[k] for k in checks if k in results})
     save_results({'machine': machine(), 'args': {k: str(v) for k, v in vars(args).items()},
-                  'note': 'timings on a shared 2-core machine while a training job and other engineers\' tests ran: '
-                          'loaded, not clean timings',
+                  'note': 'seconds_per_pair: a shared 2-core machine while a training job and other engineers\' tests '
+                          'ran (loaded, not clean timings); timing: the training job paused, other engineers\' '
+                          'tests may have shared the CPU',
                   'summary': summary, 'plot': plot_path.name, 'results': results}, args.out)
 
 
