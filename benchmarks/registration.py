@@ -38,7 +38,7 @@ from benchmarks.rig import machine, save_results  # noqa: E402
 from fusion_ros.core.calibration.calibrate import calibrate  # noqa: E402
 from fusion_ros.core.calibration.geometry import ir_pixel_error  # noqa: E402
 from fusion_ros.core.calibration.orientation import orientation_field, to_gray_float  # noqa: E402
-from fusion_ros.core.calibration.score import field_correlation  # noqa: E402
+from fusion_ros.core.calibration.score import alignment_score, field_correlation  # noqa: E402
 from fusion_ros.evaluation.rig_simulation import random_rig, render_ir  # noqa: E402
 
 DATASETS = REPO.parent / 'shared' / 'datasets'
@@ -224,7 +224,7 @@ def real_consistency() -> list[dict]:
 
 
 def timing(repeats: int = 2) -> dict:
-    """Time one calibration (best of repeats): a real cross-resolution pair, and a simulated 8-pair rig."""
+    """Time one calibration (best of repeats) of a real pair and of an 8-pair rig, and the node's per-frame score."""
     _, ir_frames, vis_frames, _ = next(real_cases())
     _, rig_ir, rig_vis, _ = next(simulated_cases('roadscene', 1, 8, np.random.default_rng(18)))
     out = {}
@@ -237,6 +237,14 @@ def timing(repeats: int = 2) -> dict:
             seconds.append(time.perf_counter() - start)
         out[label] = round(min(seconds), 2)
         print(label, out[label], 's', flush=True)
+    ir, vis = load_pair('msrs', usable('msrs')[0])
+    seconds = []
+    for _ in range(30):
+        start = time.perf_counter()
+        alignment_score(ir, vis)
+        seconds.append(time.perf_counter() - start)
+    out['node alignment score, 640x480, median ms'] = round(1000 * float(np.median(seconds)), 1)
+    print('node alignment score 640x480', out['node alignment score, 640x480, median ms'], 'ms', flush=True)
     return out
 
 
