@@ -2,7 +2,8 @@
 Camera rate on a CPU: where one fused frame's time goes, per stage, size and transport, and the node's rate.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/camera_rate.py [--model models/realtime.onnx] [--threads 2] \
-        [--duration 8] [--rate 30] [--out benchmarks/results/camera_rate.json]
+        [--duration 8] [--rate 30] [--sizes 640x480 1280x720 1920x1080] [--options-size 1920x1080] \
+        [--out benchmarks/results/camera_rate.json]
 
 1. Stages, in the order the node's inference thread runs them, on one thread each (the backend with
    `--threads`), median and p95 of `--repeats` frames: decode (Image view or JPEG/PNG decode, then
@@ -14,10 +15,10 @@ Camera rate on a CPU: where one fused frame's time goes, per stage, size and tra
 2. The node end to end: fusion_node in process over real DDS, pairs published at `--rate` Hz for
    `--duration` s, the fused output received by a peer: fused frames per second and latency
    (visible stamp -> fused frame received) p50/p95, raw and compressed.
-3. Options at 1920x1080: decoding the JPEG at half size in libjpeg, IR and visible decoded on two
-   threads at once, fewer backend threads, and fusing at a reduced internal size (960x540, 1280x720:
-   inference plus the cost of restoring full size; their quality verdict is in
-   benchmarks/results/internal_resolution.json, from benchmarks/internal_resolution.py).
+3. Options at 1920x1080 (`--options-size`): decoding the JPEG at half size in libjpeg, IR and
+   visible decoded on two threads at once, fewer backend threads, and fusing at a reduced internal
+   size (2/3 and 1/2 of each side: inference plus the cost of restoring full size; their quality
+   verdict is in benchmarks/results/internal_resolution.json, from benchmarks/internal_resolution.py).
 
 Writes JSON, a Markdown table and a stacked-bar plot beside it. Take timings with the training paused
 (COMMON rule of this project): other engineers' tests may still share the 2 cores, and the JSON says so.
@@ -51,7 +52,7 @@ from fusion_ros.ros.in_process import matched_both_ways, shut_down, SpinThread, 
 from fusion_ros.ros.node import FusionNode  # noqa: E402
 
 PAIR = REPO / 'tests' / 'data' / 'pairs'
-SIZES = {'640x480': (640, 480), '1280x720': (1280, 720), '1920x1080': (1920, 1080)}
+SIZES = ('640x480', '1280x720', '1920x1080')
 TRANSPORTS = ('raw', 'compressed')
 STAGES = ('decode', 'register', 'infer', 'encode', 'publish')
 QUALITY = 90
@@ -113,10 +114,16 @@ class Publishing:
         rclpy.shutdown(context=self.context)
 
 
-def stage_costs(pipeline: FusionPipeline, publishing: Publishing, repeats: int) -> dict:
+def parse_size(label: str) -> tuple[int, int]:
+    """Return (width, height) of a 'WxH' label."""
+    width, height = (int(v) for v in label.split('x'))
+    return width, height
+
+
+def stage_costs(pipeline: FusionPipeline, publishing: Publishing, repeats: int, sizes: list[str]) -> dict:
     """Time every stage for every size and transport; return {size: {transport: {stage: percentiles}}}."""
     results: dict = {}
-    for label, size in SIZES.items():
+    for label, size in ((label, parse_size(label)) for label in sizes):
         results[label] = {}
         for transport in TRANSPORTS:
             ir_msg, vis_msg = camera_messages(size, transport)
@@ -200,10 +207,10 @@ def node_rate(model: Path, threads: int, size: tuple[int, int], transport: str, 
         shut_down(node, peer, spinner, context)
 
 
-def options_1080p(model: Path, threads: int, repeats: int) -> dict:
-    """Measure the options at 1920x1080: reduced JPEG decode, parallel decode, backend threads, internal size."""
+def options_at(model: Path, threads: int, repeats: int, label: str) -> dict:
+    """Measure the options at one size: reduced JPEG decode, parallel decode, backend threads, internal size."""
     from fusion_ros.core import compressed
-    size = SIZES['1920x1080']
+    size = parse_size(label)
     ir_msg, vis_msg = camera_messages(size, 'compressed')
     ir, vis = decode_pair(ir_msg, vis_msg)
     options: dict = {
@@ -221,18 +228,18 @@ def options_1080p(model: Path, threads: int, repeats: int) -> dict:
     for count in sorted({1, threads}):
         pipeline = FusionPipeline.from_model(model, threads=count)
         ir8, vis_bgr = pipeline.prepare(ir, vis)
-        options[f'infer 1920x1080, {count} backend thread(s)'] = percentiles(timed(
+        options[f'infer {label}, {count} backend thread(s)'] = percentiles(timed(
             lambda: pipeline.backend.run({'ir': ir8, 'visible_bgr': vis_bgr}), repeats))
         if count != threads:
             pipeline.close()
-    for width, height in ((1280, 720), (960, 540)):
+    for width, height in ((size[0] * 2 // 3, size[1] * 2 // 3), (size[0] // 2, size[1] // 2)):
         ir_small, vis_small = shrink(ir8, (width, height)), shrink(vis_bgr, (width, height))
         options[f'infer at {width}x{height} internal ({threads} threads), shrink included'] = percentiles(timed(
             lambda: pipeline.backend.run({'ir': shrink(ir8, (width, height)),
                                           'visible_bgr': shrink(vis_bgr, (width, height))}), repeats))
         fused_small = pipeline.backend.run({'ir': ir_small, 'visible_bgr': vis_small})['fused_bgr']
         for name, restore in RESTORE_OPTIONS.items():
-            options[f'restore 1920x1080 from {width}x{height}: {name}'] = percentiles(timed(
+            options[f'restore {label} from {width}x{height}: {name}'] = percentiles(timed(
                 lambda: restore(fused_small, vis_bgr, vis_small, ir8, ir_small), repeats))
     pipeline.close()
     return options
@@ -242,7 +249,7 @@ def table(stages: dict, rates: dict) -> str:
     """Return the per-stage p50 table with the node's rate and latency, in Markdown."""
     lines = ['| size | transport | ' + ' | '.join(f'{s} ms' for s in STAGES) + ' | sum ms | node fps | '
              'latency p50 / p95 ms | in / out bytes |', '|---|---|' + '---:|' * (len(STAGES) + 4)]
-    for label in SIZES:
+    for label in stages:
         for transport in TRANSPORTS:
             row, rate = stages[label][transport], rates[label][transport]
             lines.append(f'| {label} | {transport} | ' + ' | '.join(str(row[s]['p50']) for s in STAGES)
@@ -258,13 +265,13 @@ def plot(stages: dict, rates: dict, path: Path) -> None:
     figure = Figure(figsize=(9, 4.5))
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
-    labels = [f'{size}\n{transport}' for size in SIZES for transport in TRANSPORTS]
+    labels = [f'{size}\n{transport}' for size in stages for transport in TRANSPORTS]
     bottoms = np.zeros(len(labels))
     for stage in STAGES:
-        values = np.array([stages[size][transport][stage]['p50'] for size in SIZES for transport in TRANSPORTS])
+        values = np.array([stages[size][transport][stage]['p50'] for size in stages for transport in TRANSPORTS])
         axes.bar(labels, values, bottom=bottoms, label=stage)
         bottoms += values
-    for x, (size, transport) in enumerate((s, t) for s in SIZES for t in TRANSPORTS):
+    for x, (size, transport) in enumerate((s, t) for s in stages for t in TRANSPORTS):
         axes.text(x, bottoms[x] + 1, f'{rates[size][transport]["fused_fps"]} fps', ha='center', fontsize=8)
     axes.axhline(1000 / 30, color='k', linestyle='--', linewidth=0.8, label='33.3 ms (30 fps, one frame at a time)')
     axes.set_ylabel('ms per fused frame (p50 per stage)')
@@ -282,6 +289,8 @@ def main() -> None:
     parser.add_argument('--repeats', type=int, default=20)
     parser.add_argument('--duration', type=float, default=8.0)
     parser.add_argument('--rate', type=float, default=30.0)
+    parser.add_argument('--sizes', nargs='+', default=list(SIZES), help='frame sizes WxH')
+    parser.add_argument('--options-size', default='1920x1080', help='the size the options are measured at')
     parser.add_argument('--out', type=Path, default=REPO / 'benchmarks' / 'results' / 'camera_rate.json')
     args = parser.parse_args()
     cv2.setNumThreads(1)          # one thread per OpenCV call, as in the node's inference thread
@@ -289,21 +298,21 @@ def main() -> None:
     pipeline = FusionPipeline.from_model(args.model, threads=args.threads)
     publishing = Publishing()
     try:
-        stages = stage_costs(pipeline, publishing, args.repeats)
+        stages = stage_costs(pipeline, publishing, args.repeats, args.sizes)
     finally:
         publishing.close()
         pipeline.close()
-    rates = {label: {t: node_rate(args.model, args.threads, size, t, args.rate, args.duration) for t in TRANSPORTS}
-             for label, size in SIZES.items()}
-    for label in SIZES:
+    rates = {label: {t: node_rate(args.model, args.threads, parse_size(label), t, args.rate, args.duration)
+                     for t in TRANSPORTS} for label in args.sizes}
+    for label in args.sizes:
         print(label, {t: (rates[label][t]['fused_fps'], rates[label][t]['latency_ms']) for t in TRANSPORTS},
               flush=True)
-    options = options_1080p(args.model, args.threads, args.repeats)
+    options = options_at(args.model, args.threads, args.repeats, args.options_size)
     results = {'model': str(args.model.relative_to(REPO)), 'backend': 'onnxruntime', 'threads': args.threads,
                'started_utc': started, 'machine': machine(),
                'note': 'training paused during the run; other engineers\' tests may have shared the 2 cores',
                'jpeg_quality': QUALITY, 'input_rate_hz': args.rate, 'stages': stages, 'node': rates,
-               'options_1920x1080': options}
+               f'options_{args.options_size}': options}
     save_results(results, args.out)
     args.out.with_suffix('.md').write_text(table(stages, rates))
     plot(stages, rates, args.out.with_suffix('.png'))
