@@ -68,7 +68,7 @@ class Calibration:
 
     @property
     def ok(self) -> bool:
-        """True when a homography was found and trusted."""
+        """Tell whether a homography was found and trusted."""
         return self.homography is not None
 
 
