@@ -147,7 +147,7 @@ def calibrate(ir_frames: Sequence[np.ndarray], vis_frames: Sequence[np.ndarray],
                or _same_camera(pairs, best.homography, thresholds))
     notes = tuple(f'start {k}: correlation {r.correlation:.3f}, '
                   f'{ir_pixel_error(r.homography, best.homography, ir_size, vis_size)[0]:.1f} IR px from the answer'
-                  for k, r in enumerate(results))
+                  f'{"" if r.converged else " (iteration limit reached)"}' for k, r in enumerate(results))
     return Calibration(None if refusal else best.homography, best.correlation, tuple(diagnostics), refusal, notes)
 
 
