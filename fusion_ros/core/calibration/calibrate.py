@@ -135,11 +135,11 @@ def calibrate(ir_frames: Sequence[np.ndarray], vis_frames: Sequence[np.ndarray],
     # The search only has to find the basin: the pairs with the most structure in their poorer frame suffice.
     richest = sorted(kept, key=lambda i: -min(diagnostics[i].ir_structure, diagnostics[i].vis_structure))
     candidates = search([grays[i] for i in richest[:SEARCH_PAIRS]], search_range, keep=starts)
-    levels = None
-    results = []
-    for candidate in candidates:
-        levels = _pyramid(pairs, candidate.homography, vis_size[0])
-        results.append(_refine_start(levels, candidate.homography))
+    if not candidates:
+        return Calibration(None, math.nan, tuple(diagnostics), 'no placement of the IR frame in the searched range '
+                           f'(scale {search_range.scale_min:.3f}-{search_range.scale_max:.3f}) overlaps the visible '
+                           'frame enough')
+    results = [_refine_start(_pyramid(pairs, c.homography, vis_size[0]), c.homography) for c in candidates]
     results.sort(key=lambda r: -r.correlation)
     best = results[0]
     diagnostics = _per_pair(diagnostics, kept, best, pairs, vis_size, ir_size, thresholds.min_score)
