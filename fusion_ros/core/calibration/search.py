@@ -61,10 +61,10 @@ class SearchRange:
 
 def default_range(ir_size: Sequence[int], vis_size: Sequence[int]) -> SearchRange:
     """
-    Scales from half to 1.25x of "the IR frame spans the visible frame".
+    Scales from half to 1.25x of "the IR frame spans the visible frame", rotations up to 6 degrees.
 
-    A thermal camera usually has the narrower field of view; 1.25x allows one that sees less of
-    the scene than the visible camera does, and 0.5x one that sees up to twice as much.
+    At 0.5x the IR frame covers half the visible frame's width (a narrower thermal field of view,
+    the usual case), at 1.25x it sees a quarter beyond it; shifts up to 30 % of the width either way.
     """
     spans = (vis_size[0] / ir_size[0], vis_size[1] / ir_size[1])
     return SearchRange(0.5 * min(spans), 1.25 * max(spans))
