@@ -375,8 +375,6 @@ class FusionNode(LifecycleNode):
         inference_started = time.perf_counter()
         result = self.pipeline.fuse(ir, vis)
         inference_ms = (time.perf_counter() - inference_started) * 1000
-        if self.alignment.due():
-            self.alignment.record(self._alignment_score(ir, vis))
         if result.fused_bgr.shape[:2] != vis.shape[:2]:
             self.stats.count('downscaled')
             (height, width), (out_h, out_w) = vis.shape[:2], result.fused_bgr.shape[:2]
@@ -397,6 +395,11 @@ class FusionNode(LifecycleNode):
             self._publish_jpeg('mask_color_jpeg', overlay, vis_msg.header)
         total_ms = (time.perf_counter() - started) * 1000
         self.stats.published(stamp_ns(vis_msg), self.get_clock().now().nanoseconds, total_ms - inference_ms)
+        if self.alignment.due():   # after publishing: the score is advisory and must never cost the fused frame
+            try:
+                self.alignment.record(self._alignment_score(ir, vis))
+            except Exception as err:  # advisory: say why, keep fusing
+                self._log(self.get_logger().warning, f'alignment score failed: {type(err).__name__}: {clip(str(err))}')
 
     def _decode(self, stream: int, msg: Any) -> tuple[np.ndarray, str]:
         """Decode a raw or compressed frame (inference thread only); a bad payload's error names the stream."""
