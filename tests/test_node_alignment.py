@@ -82,3 +82,24 @@ def test_node_scores_stays_quiet_on_its_rig_and_warns_when_the_camera_is_knocked
     values = {kv.key: kv.value for kv in statuses(diagnostics)[-1].values}
     assert float(values['alignment score']) < 0.5 * score
     assert values['calibrated alignment score'] == f'{score:.3f}'
+
+
+def test_a_failing_score_never_costs_the_fused_frame(harness_factory, tmp_path, monkeypatch):
+    from sensor_msgs.msg import Image
+
+    from fusion_ros.ros import node as node_module
+
+    def broken(*_):
+        raise ValueError('score broke')
+    monkeypatch.setattr(node_module, 'alignment_score', broken)
+    calibrated_ir, _, vis, homography = rig_frames()
+    h = harness_factory(identity_model(tmp_path), registration__mode='homography',
+                        registration__homography=[float(v) for v in homography.ravel()],
+                        registration__score_every=1)
+    fused = h.record(Image, '/fused/image')
+    h.start()
+    for second in (1, 2):
+        h.send(calibrated_ir, vis, second)
+        assert wait_for(lambda: len(fused) >= second), f'pair {second} was not fused'
+    report = h.node.stats.report(h.node.pairer.stats)
+    assert h.node.alignment.scored == 0 and report['inference failures'] == '0' and report['skipped pairs'] == '0'
