@@ -103,7 +103,6 @@ def test_an_fp16_graph_that_overflows_is_refused_with_the_remedy(tmp_path):
 def test_export_pins_a_validated_fp16_graph_that_the_runtime_derives(exported, tmp_path):
     card = load_card(exported[0])
     fp16 = card.provenance['fp16']
-    assert not exported[0].with_name(fp16['onnx']).exists()      # not shipped: its weights are the model's
     path = derive_fp16(exported[0], card, tmp_path)
     assert path == tmp_path / 'seafusion_fp16.onnx' and sha256_of(path) == fp16['sha256']
     assert check_for_tensorrt(path) == []
@@ -124,6 +123,15 @@ def test_segmenter_class_ids_reach_uint8_through_float(exported_seg, tmp_path):
     report = load_card(uint8).provenance['fp16']['validation']
     assert report['class_map_equal_share'] > 0.99
     assert json.loads(uint8.with_suffix('.json').read_text())['mask']['kind'] == 'classes'
+
+
+def test_attach_pins_the_fp16_graph_without_writing_a_second_copy(tmp_path):
+    model = write_tiny_model(tmp_path, 'copy', helper.make_node('Identity', ['visible_bgr'], ['fused_bgr']))
+    before = sorted(p.name for p in tmp_path.iterdir())
+    entry = attach_fp16(model, load_samples(PAIRS, 1))
+    assert sorted(p.name for p in tmp_path.iterdir()) == before            # the card changed, no file was added
+    assert entry['onnx'] == 'copy_fp16.onnx' and load_card(model).provenance['fp16'] == entry
+    assert sha256_of(derive_fp16(model, load_card(model), tmp_path / 'engines')) == entry['sha256']
 
 
 def test_derivation_reuses_a_matching_file_and_refuses_other_bytes(exported, tmp_path):
