@@ -41,7 +41,7 @@ def test_monitor_scores_every_nth_pair_and_warns_only_on_a_sustained_drop():
     monitor.configure(every=3, calibrated=0.0, warn_ratio=0.5)   # never calibrated: scores, never warns
     for score in (0.01, 0.01, 0.01):
         monitor.record(score)
-    assert monitor.problem() is None and monitor.report()['calibrated alignment score'] == 'not set'
+    assert monitor.problem() is None and monitor.report()['alignment score at calibration'] == 'not set'
 
 
 def rig_frames():
@@ -81,7 +81,7 @@ def test_node_scores_stays_quiet_on_its_rig_and_warns_when_the_camera_is_knocked
     assert wait_for(lambda: any(s.level == WARN and MOVED in s.message for s in statuses(diagnostics)))
     values = {kv.key: kv.value for kv in statuses(diagnostics)[-1].values}
     assert float(values['alignment score']) < 0.5 * score
-    assert values['calibrated alignment score'] == f'{score:.3f}'
+    assert values['alignment score at calibration'] == f'{score:.3f}'
 
 
 def test_a_failing_score_never_costs_the_fused_frame(harness_factory, tmp_path, monkeypatch):

@@ -67,9 +67,13 @@ class AlignmentMonitor:
                 'Re-run fusion-ros calibrate')
 
     def report(self) -> dict[str, str]:
-        """Diagnostic key/values (empty while scoring is off)."""
+        """
+        Diagnostic key/values (empty while scoring is off).
+
+        No key contains 'rate': the health tests read every key with 'rate' in it as an event rate.
+        """
         if self.every <= 0:
             return {}
         value = self.current()
         return {'alignment score': 'none yet' if value is None else f'{value:.3f}',
-                'calibrated alignment score': f'{self.calibrated:.3f}' if self.calibrated > 0 else 'not set'}
+                'alignment score at calibration': f'{self.calibrated:.3f}' if self.calibrated > 0 else 'not set'}
