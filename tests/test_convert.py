@@ -7,6 +7,8 @@ in the authors' order, so tensor i of our state dict goes to authors' name i. Th
 name; the tests check that both routes give the same network. No third-party weights are used.
 """
 
+import copy
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
@@ -14,10 +16,14 @@ import pytest
 import torch
 
 from fusion_ros.backends.torch_backend import exported_weights
+from fusion_ros.core.imageio import read_ir, read_visible, write_image_atomic
 from fusion_ros.core.model_card import load_card, sha256_of
+from fusion_ros.networks.graphs import FloatGraph, FusionCore, Uint8Graph
 from fusion_ros.networks.registry import build_model
 from training.coconet.convert import from_released_state_dict
 from training.deploy.convert import convert, convert_state, main, read_state_dict
+from training.deploy.export import check_parity, export_graph, float_specs, uint8_specs
+from training.deploy.samples import load_samples
 from tests.test_coconet import released_state_dict as released_coconet_state_dict
 from tests.msrs_fixtures import msrs_source
 
@@ -194,3 +200,79 @@ def test_convert_function_names_a_bad_method(tmp_path):
         convert_state('densefuse', {})
     with pytest.raises(FileNotFoundError):
         convert('seafusion', tmp_path / 'none.pth', tmp_path / 'x.onnx', tmp_path)
+
+
+RELEASED_REFUSION_MAGNITUDES = {'conv3x3': 0.177, 'conv1x1': 0.125, 'norm': (1.023, 0.038), 'norm_bias': 0.029,
+                                'temperature': (1.009, 0.033)}
+"""Mean/std of each kind of tensor in the authors' ReFusion_IVIF.pth, measured once (tests never read it)."""
+
+
+def released_like_refusion(seed: int = 0, head_gain: float = 30.0) -> torch.nn.Module:
+    """
+    A random ReFusion with the released file's magnitudes per tensor kind.
+
+    The head's last conv is scaled by ``head_gain`` so a 160x120 crop shows the float32 rounding
+    that the released weights show at 640x480 (the sums over H x W are 16x shorter here), which
+    keeps the test fast.
+    """
+    torch.manual_seed(seed)
+    net = build_model('refusion').eval()
+    m = RELEASED_REFUSION_MAGNITUDES
+    with torch.no_grad():
+        for name, p in net.named_parameters():
+            if 'temperature' in name:
+                p.copy_(m['temperature'][0] + m['temperature'][1] * torch.randn_like(p))
+            elif p.ndim == 1 and name.endswith('bias'):
+                p.copy_(m['norm_bias'] * torch.randn_like(p))
+            elif p.ndim == 1:
+                p.copy_(m['norm'][0] + m['norm'][1] * torch.randn_like(p))
+            else:
+                p.copy_(torch.randn_like(p) * m['conv3x3' if p.shape[-1] == 3 else 'conv1x1'])
+        net.head[-1].weight.mul_(head_gain)
+    return net
+
+
+def real_crop_samples(folder, size=(160, 120)):
+    """One real MSRS pair of tests/data (00091D), centre-cropped, as a samples folder for the exporter."""
+    data = Path(__file__).parent / 'data' / 'pairs'
+    ir, vis = read_ir(data / 'ir' / '00091D.png'), read_visible(data / 'vi' / '00091D.png')
+    top, left = (ir.shape[0] - size[1]) // 2, (ir.shape[1] - size[0]) // 2
+    for sub, image in (('ir', ir), ('vi', vis)):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+        write_image_atomic(folder / sub / '00091D.png', image[top:top + size[1], left:left + size[0]])
+    return folder
+
+
+def test_release_like_weights_convert_with_default_options(tmp_path):
+    """Rounding above 1e-5 passes because ONNX Runtime is as close to a float64 run as PyTorch float32 is."""
+    release = tmp_path / 'ReFusion_IVIF.pth'
+    torch.save(refusion_release(released_like_refusion()), release)
+    out = tmp_path / 'models' / 'refusion_ivif.onnx'
+    main(['--method', 'refusion', '--checkpoint', str(release), '--out', str(out),
+          '--samples', str(real_crop_samples(tmp_path / 'samples'))])
+    parity = load_card(out).provenance['parity']
+    assert parity['float_max_abs_diff'] > 1e-5           # the case the old fixed tolerance had to guess for
+    errors = parity['float64_reference']['max_abs_error_by_sample']['00091D']
+    assert errors['onnxruntime'] <= 4 * errors['pytorch_float32']
+    assert parity['uint8_max_abs_diff'] <= 1
+
+
+def test_a_graph_of_another_network_is_refused_however_large_the_rounding(tmp_path):
+    """Swapping two same-shaped tensors (a classic conversion slip) is refused, not excused as rounding."""
+    net = released_like_refusion()
+    wrong = copy.deepcopy(net)
+    with torch.no_grad():
+        wrong.fusion.qkv_ir[0].weight.copy_(net.fusion.qkv_vis[0].weight)
+        wrong.fusion.qkv_vis[0].weight.copy_(net.fusion.qkv_ir[0].weight)
+    float_path, uint8_path = tmp_path / 'wrong_float.onnx', tmp_path / 'wrong.onnx'
+    f_in, f_out = float_specs(None)
+    u_in, u_out = uint8_specs(None)
+    export_graph(FloatGraph(FusionCore(wrong)).eval(), (torch.rand(1, 1, 64, 80), torch.rand(1, 1, 64, 80)),
+                 float_path, f_in, f_out, {t.name: {0: 'N', 2: 'H', 3: 'W'} for t in f_in + f_out}, 17)
+    export_graph(Uint8Graph(FusionCore(wrong)).eval(),
+                 (torch.randint(0, 256, (64, 80), dtype=torch.uint8),
+                  torch.randint(0, 256, (64, 80, 3), dtype=torch.uint8)),
+                 uint8_path, u_in, u_out, {t.name: {0: 'H', 1: 'W'} for t in u_in + u_out}, 17)
+    samples = load_samples(real_crop_samples(tmp_path / 'samples'), 1)
+    with pytest.raises(RuntimeError, match='computes something else'):
+        check_parity(FusionCore(net), float_path, uint8_path, samples, 'refusion')

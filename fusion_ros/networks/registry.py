@@ -25,7 +25,7 @@ def build_model(method: str) -> nn.Module:
 
 def declared(method: str, name: str, default: Any) -> Any:
     """
-    Read a constant a method's network module declares (FP32_OPS, PARITY_FLOAT_TOL...), else default.
+    Read a constant a method's network module declares (FP32_OPS...), else default.
 
     Why module constants: what an exporter must treat specially is a fact of the network, so it is
     written beside the network and found from the method name alone; unknown methods get the default.

@@ -23,12 +23,14 @@ e.g. a segmenter's folded BatchNorm), and the fp16 twin TensorRT builds for prec
 the builder derives the same bytes on the target. Both graphs have dynamic H and W. Each is
 checked with onnx.checker, then run with
 ONNX Runtime on real sample pairs and compared to PyTorch: the float graph to
-1e-5 (or the PARITY_FLOAT_TOL its network module declares), the uint8 graph to one
-grey level, class maps to 0.1 % of pixels (argmax ties). A failed check raises and
-leaves no card.
+1e-5, or, where reductions over H x W make float32 rounding larger, to within
+ROUNDING_FACTOR of PyTorch's own float32 error against a float64 run of the same
+network; the uint8 graph to one grey level, class maps to 0.1 % of pixels (argmax
+ties). A failed check raises and leaves no card.
 """
 
 import argparse
+import copy
 from datetime import datetime, timezone
 import json
 from pathlib import Path
@@ -49,7 +51,6 @@ from fusion_ros.core.model_card import card_path_for, load_card, ModelCard, save
 from fusion_ros.evaluation.mask_io import BOX_CLASSES, SALIENCY_CLASSES
 from fusion_ros.networks.graphs import core_from_weights, FloatGraph, FusionCore, mask_kind, SegmenterGraph, \
     Uint8Graph
-from fusion_ros.networks.registry import declared
 from training.common.checkpoint import load_checkpoint
 from training.deploy.fp16 import attach_fp16
 from training.deploy.samples import load_samples
@@ -57,6 +58,16 @@ from training.common.run_log import run_chain
 from training.deploy.shared_weights import share_weights
 
 FLOAT_TOL = 1e-5
+ROUNDING_FACTOR = 4.0
+"""
+How much further from a float64 run ONNX Runtime's float graph may be than PyTorch's float32 run.
+
+Networks that sum over H x W (ReFusion's L2 normalisations, LayerNorms) round differently in
+every engine: the authors' released ReFusion weights give 2.7e-4 between ONNX Runtime and PyTorch
+on a 640x480 sample, so no fixed tolerance both passes them and stays tight for small networks.
+Against the exact (float64) result, a faithful graph is about as wrong as PyTorch's own float32
+run; a graph with a wrong weight or operator is wrong by orders of magnitude more.
+"""
 UINT8_TOL = 1
 CLASS_TOL = 1e-3   # fraction of pixels whose class may flip where two logits tie within float error
 
@@ -124,21 +135,29 @@ def _mask_mismatch(got: np.ndarray, ref: np.ndarray, kind: str) -> float:
     return float(np.abs(got.astype(np.float64) - ref.astype(np.float64)).max())
 
 
+def float64_errors(exact: nn.Module, y: np.ndarray, ir: np.ndarray, ref: np.ndarray, got: np.ndarray) -> dict:
+    """Max |error| of PyTorch float32 (``ref``) and of ONNX Runtime (``got``) against a float64 run (``exact``)."""
+    with torch.no_grad():
+        ref64 = exact(torch.from_numpy(y).double(), torch.from_numpy(ir).double())[0].numpy()
+    return {'pytorch_float32': float(np.abs(ref - ref64).max()), 'onnxruntime': float(np.abs(got - ref64).max())}
+
+
 def check_parity(core: FusionCore, float_path: Path, uint8_path: Path, samples, method: str) -> dict:
     """
     Compare ONNX Runtime with PyTorch on every sample, masks included; raise if a tolerance is exceeded.
 
-    The float tolerance is FLOAT_TOL unless the method's network module declares PARITY_FLOAT_TOL.
+    The float graph passes within FLOAT_TOL of PyTorch, or, beyond it, when its error against a
+    float64 run is within ROUNDING_FACTOR of PyTorch float32's own (recorded per sample in the result).
     """
     float_sess = ort.InferenceSession(str(float_path), providers=['CPUExecutionProvider'])
     uint8_sess = ort.InferenceSession(str(uint8_path), providers=['CPUExecutionProvider'])
     core.eval()   # torch.onnx.export restores the wrapper's mode recursively; BatchNorm must use running stats
     kind = mask_kind(core)
     worst = {'float': 0.0, 'uint8': 0.0, 'mask_float': 0.0, 'mask_uint8': 0.0}
-    float_tol = declared(method, 'PARITY_FLOAT_TOL', FLOAT_TOL)
-    tol = {'float': float_tol, 'uint8': UINT8_TOL,
-           'mask_float': CLASS_TOL if kind == 'classes' else float_tol,
+    tol = {'float': FLOAT_TOL, 'uint8': UINT8_TOL,
+           'mask_float': CLASS_TOL if kind == 'classes' else FLOAT_TOL,
            'mask_uint8': CLASS_TOL if kind == 'classes' else UINT8_TOL}
+    exact, against_float64 = None, {}
     for name, ir, vis in samples:
         y = bgr_to_ycrcb(to_unit(vis))[0].astype(np.float32)[None, None]
         irf = to_unit(ir)[None, None]
@@ -147,16 +166,30 @@ def check_parity(core: FusionCore, float_path: Path, uint8_path: Path, samples, 
             ref_u = [t.numpy() for t in Uint8Graph(core)(torch.from_numpy(ir), torch.from_numpy(vis))]
         got_f = float_sess.run(None, {'visible_y': y, 'ir': irf})
         got_u = uint8_sess.run(None, {'ir': ir, 'visible_bgr': vis})
-        worst['float'] = max(worst['float'], float(np.abs(got_f[0] - ref_f[0]).max()))
+        diff = float(np.abs(got_f[0] - ref_f[0]).max())
+        if diff > FLOAT_TOL:
+            exact = exact or FloatGraph(copy.deepcopy(core).double())
+            errors = against_float64[name] = float64_errors(exact, y, irf, ref_f[0], got_f[0])
+            if errors['onnxruntime'] > ROUNDING_FACTOR * max(errors['pytorch_float32'], FLOAT_TOL):
+                raise RuntimeError(
+                    f'ONNX Runtime differs from PyTorch on sample {name}: float {diff:.3g}, and from a float64 run by '
+                    f'{errors["onnxruntime"]:.3g}, more than {ROUNDING_FACTOR:g}x PyTorch float32\'s own '
+                    f'{errors["pytorch_float32"]:.3g}: the graph computes something else, not a rounding')
+        worst['float'] = max(worst['float'], diff)
         worst['uint8'] = max(worst['uint8'], float(np.abs(got_u[0].astype(int) - ref_u[0].astype(int)).max()))
         if kind:
             worst['mask_float'] = max(worst['mask_float'], _mask_mismatch(got_f[1], ref_f[1], kind))
             worst['mask_uint8'] = max(worst['mask_uint8'], _mask_mismatch(got_u[1], ref_u[1], kind))
-        failed = [f'{k} {worst[k]:.3g} > {tol[k]}' for k in worst if worst[k] > tol[k]]
+        failed = [f'{k} {worst[k]:.3g} > {tol[k]}' for k in worst if k != 'float' and worst[k] > tol[k]]
         if failed:
             raise RuntimeError(f'ONNX Runtime differs from PyTorch on sample {name}: {"; ".join(failed)}')
     result = {'samples': [s[0] for s in samples], 'float_max_abs_diff': worst['float'],
-              'uint8_max_abs_diff': int(worst['uint8']), 'float_tolerance': float_tol, 'uint8_tolerance': UINT8_TOL}
+              'uint8_max_abs_diff': int(worst['uint8']), 'float_tolerance': FLOAT_TOL, 'uint8_tolerance': UINT8_TOL}
+    if against_float64:
+        result['float64_reference'] = {
+            'why': f'float diff above {FLOAT_TOL:g}: accepted as rounding because ONNX Runtime is within '
+                   f'{ROUNDING_FACTOR:g}x of PyTorch float32\'s own max error against a float64 run of the network',
+            'rounding_factor': ROUNDING_FACTOR, 'max_abs_error_by_sample': against_float64}
     if kind:
         result.update({'mask_kind': kind, 'mask_float_diff': worst['mask_float'],
                        'mask_uint8_diff': worst['mask_uint8'], 'mask_tolerance': tol['mask_uint8'],
