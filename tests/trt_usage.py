@@ -179,15 +179,15 @@ class UsageAnalysis:
 
     # -- result --------------------------------------------------------------------------------
     def uses(self) -> list[Use]:
-        """Every attribute or call expression that reaches into the module, with its file and line."""
+        """Every attribute or call expression that reaches into the module, once per file that makes it."""
         found = {}
         for fs in self.functions.values():
             for fn in fs:
                 for node in ast.walk(fn.node):
                     if isinstance(node, (ast.Attribute, ast.Call)):
                         for path in self.paths(node, fn):
-                            if path:
-                                found.setdefault(path, Use(fn.file, node.lineno, path))
+                            if path:   # per file: a path one file shares with another still names both
+                                found.setdefault((fn.file, path), Use(fn.file, node.lineno, path))
         return sorted(found.values(), key=lambda u: (u.file, u.line, repr(u.path)))
 
 
