@@ -263,3 +263,14 @@ def test_ablation_report_gives_each_row_relative_to_the_reference_and_a_plot(tmp
     assert (tmp_path / 'ablation.png').read_bytes()[:4] == b'\x89PNG'
     log = [{'seconds': s} for s in ('5', '10', '3', '8')]                   # resumed once: 10 s + 8 s
     assert train_seconds(log) == 18
+
+
+def test_contrast_proposal_weights_the_brighter_and_the_more_textured_source():
+    from training.refusion.meta import make_proposal
+    ir = torch.full((1, 1, 16, 16), 0.8)                                   # bright and flat
+    vis = torch.full((1, 1, 16, 16), 0.3)
+    vis[..., 0::4] = vis[..., 1::4] = 0.5                                  # dark, striped (period 4)
+    weights = make_proposal('contrast')(ir, vis)[0, :, :, 4:12, 4:12]      # away from the zero-padded border
+    assert weights[0, 0].min() > 0.99                                      # intensity: IR
+    assert weights[1, 1].min() > 0.99                                      # gradient: visible
+    assert [p.numel() for p in make_proposal('contrast').parameters()] == [1]

@@ -47,10 +47,16 @@ LEADS = {
     'grad_ramp': {'grad_ramp': True},
     'patches_128': {'crop': 128, 'batch_size': 1},
     'p_lr_x10': {'proposal_lr': 1e-3},
+    'contrast_p': {'proposal': 'contrast'},
 }
-"""One lead each (methods.md, "Leads"); batch sizes keep the pixels per step of the baseline (4 x 64^2)."""
+"""
+One lead each (methods.md, "Leads"); batch sizes keep the pixels per step of the baseline (4 x 64^2).
 
-LEADS['all_leads'] = {k: v for name, lead in LEADS.items() if name not in ('baseline', 'p_lr_x10')
+Two rows are ours: p_lr_x10 (P's Adam step 10x F's), and contrast_p, a diagnostic P that is
+informative from the start (meta.ContrastProposal): what F does when P is not flat.
+"""
+
+LEADS['all_leads'] = {k: v for name, lead in LEADS.items() if name not in ('baseline', 'p_lr_x10', 'contrast_p')
                       for k, v in lead.items()} | {'batch_size': 1}
 ROWS = ('start', *LEADS)
 

@@ -20,7 +20,7 @@ from fusion_ros.networks.layers import sobel_magnitude
 from fusion_ros.networks.refusion import conv3x3, DIM, RestormerBlock
 
 WIDTH = 16
-PROPOSALS = ('conv', 'restormer')
+PROPOSALS = ('conv', 'restormer', 'contrast')
 INNER_STEPS = ('normalised', 'sgd')
 OUTER_STEPS = ('adam', 'maxnorm')
 
@@ -79,11 +79,35 @@ class RestormerProposal(nn.Module):
         return torch.softmax(logits.unflatten(1, (2, 2)), dim=2)
 
 
+class ContrastProposal(nn.Module):
+    """
+    A diagnostic P that is informative from its first step: the brighter source gets the intensity weight, the more
+    textured one the gradient weight (softmax across sources of intensity and of 7x7-mean |gradient|, divided by 0.02).
+
+    That is SeAFusion's max-intensity, max-gradient target as weight maps. One learned gain scales
+    both logits, so the meta step can still sharpen or soften it. It answers the ablation's question
+    from the other side: if F leaves the blend under these maps within the same budget, the gap is
+    P's flatness alone, not F, R or the loss's form.
+    """
+
+    TEMPERATURE = 0.02
+
+    def __init__(self):
+        super().__init__()
+        self.gain = nn.Parameter(torch.ones(()))
+
+    def forward(self, ir: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:
+        sources = torch.cat([ir, vis], dim=1)
+        texture = nn.functional.avg_pool2d(gradients(sources), 7, stride=1, padding=3, count_include_pad=False)
+        logits = torch.stack([sources, texture], dim=1) * (self.gain / self.TEMPERATURE)
+        return torch.softmax(logits, dim=2)
+
+
 def make_proposal(kind: str) -> nn.Module:
-    """P of the given architecture ('conv': dilated convs, 'restormer': the TDFusion-style network)."""
+    """P of the given kind ('conv': dilated convs, 'restormer': TDFusion-style network, 'contrast': diagnostic rule)."""
     if kind not in PROPOSALS:
         raise ValueError(f'proposal must be one of {PROPOSALS}, got {kind!r}')
-    return LossProposal() if kind == 'conv' else RestormerProposal()
+    return {'conv': LossProposal, 'restormer': RestormerProposal, 'contrast': ContrastProposal}[kind]()
 
 
 def swapped(vis: torch.Tensor, ir: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
