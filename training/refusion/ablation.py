@@ -147,6 +147,7 @@ def plot(rows: list[dict], path: Path) -> None:
         ax.barh(names, values, color='tab:blue')
         ax.set_title(title)
         ax.invert_yaxis()
+    axes[0].set_xscale('symlog', linthresh=1e-4)   # the learned P's spreads are 1e-4..1e-3, the diagnostic's 0.25
     axes[2].axvline(0.97, color='tab:red', linestyle='--', label="issue's bar 0.97")
     axes[2].legend(loc='lower right')
     fig.tight_layout()
