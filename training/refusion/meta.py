@@ -85,9 +85,10 @@ class ContrastProposal(nn.Module):
 
     The brighter source gets the intensity weight, the more textured one the gradient weight
     (softmax across sources of intensity and of 7x7-mean |gradient|, divided by 0.02): SeAFusion's
-    max-intensity, max-gradient target as weight maps. One learned gain scales both logits, so the meta step can still sharpen or soften it. It answers the ablation's question
-    from the other side: if F leaves the blend under these maps within the same budget, the gap is
-    P's flatness alone, not F, R or the loss's form.
+    max-intensity, max-gradient target as weight maps. One learned gain scales both logits, so the
+    meta step can still sharpen or soften it. It answers the ablation's question from the other
+    side: if F leaves the blend under these maps within the same budget, the gap is P's flatness
+    alone, not F, R or the loss's form.
     """
 
     TEMPERATURE = 0.02
