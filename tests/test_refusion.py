@@ -102,7 +102,7 @@ def test_meta_step_reaches_the_proposal_through_the_inner_step_only():
     before = {k: v.clone() for k, v in nets.fusion.state_dict().items()}
     r_before = {k: v.clone() for k, v in nets.reconstruction.state_dict().items()}
     p_before = [p.clone() for p in nets.proposal.parameters()]
-    meta_step(nets, torch.rand(2, 1, 24, 24), torch.rand(2, 1, 24, 24), inner_lr=0.01)
+    meta_step(nets, (torch.rand(2, 1, 24, 24), torch.rand(2, 1, 24, 24)), MetaSettings(inner_lr=0.01))
     grads = [p.grad for p in nets.proposal.parameters()]
     assert all(g is not None for g in grads)
     assert float(nets.proposal.body[-1].weight.grad.abs().sum()) > 0    # the zero-initialised output conv learns
@@ -113,7 +113,7 @@ def test_meta_step_reaches_the_proposal_through_the_inner_step_only():
         torch.testing.assert_close(value, r_before[key])
     # Without the inner step P would get no gradient at all: the outer loss sees P only through F'.
     nets = make_nets()
-    meta_step(nets, torch.rand(2, 1, 24, 24), torch.rand(2, 1, 24, 24), inner_lr=0.0)
+    meta_step(nets, (torch.rand(2, 1, 24, 24), torch.rand(2, 1, 24, 24)), MetaSettings(inner_lr=0.0))
     assert sum(float(p.grad.abs().sum()) for p in nets.proposal.parameters()) == 0.0
 
 
@@ -247,7 +247,8 @@ def test_init_from_starts_f_and_r_from_a_checkpoint_and_p_afresh(tmp_path):
 
 
 def test_ablation_report_gives_each_row_relative_to_the_reference_and_a_plot(tmp_path):
-    from training.refusion.ablation import report, train_seconds
+    from training.common.run_log import logged_wall_seconds
+    from training.refusion.ablation import report
     scores = {m: 1.0 for m in ('EN', 'SD', 'SF', 'AG', 'MI', 'SCD', 'VIF', 'Qabf')}
     (tmp_path / 'reference.json').write_text(json.dumps({'weights': 'ref.pt', 'pairs': 2, 'scores': scores}))
     for name, factor in (('start', 0.5), ('baseline', 0.9)):
@@ -261,8 +262,7 @@ def test_ablation_report_gives_each_row_relative_to_the_reference_and_a_plot(tmp
     rows = json.loads((tmp_path / 'ablation.json').read_text())['rows']
     assert rows[1]['relative_mean'] == pytest.approx((7 * 0.9 + 0.45) / 8) and rows[1]['relative_min'] == 0.45
     assert (tmp_path / 'ablation.png').read_bytes()[:4] == b'\x89PNG'
-    log = [{'seconds': s} for s in ('5', '10', '3', '8')]                   # resumed once: 10 s + 8 s
-    assert train_seconds(log) == 18
+    assert logged_wall_seconds([5.0, 10.0, 3.0, 8.0]) == 18       # the rows' wall time: resumed once, 10 s + 8 s
 
 
 def test_contrast_proposal_weights_the_brighter_and_the_more_textured_source():

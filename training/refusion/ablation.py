@@ -2,7 +2,7 @@
 Which ReFusion training lead makes P's maps informative and stops F from learning the blend.
 
     python -m training.refusion.ablation --config training/configs/refusion.yaml \
-        --init models/refusion_run/last.pt --steps 150 --eval-pairs 12 --out runs/refusion_ablation [--rows NAME ...]
+        --init models/refusion_run/last.pt --steps 100 --eval-pairs 12 --out runs/refusion_ablation [--rows NAME ...]
     python -m training.refusion.ablation --report --out runs/refusion_ablation
 
 Every row starts F and R from the same checkpoint and P afresh (its last conv is zero, so its maps
@@ -31,6 +31,7 @@ from training.evaluation.compare import BAR_METRICS, relative_scores
 from training.common.config import load_config, TrainConfig
 from training.common.data import load_sources, split_holdout
 from training.common.objectives import Objective
+from training.common.run_log import run_summary
 from training.refusion.train import MetaTrainer
 from training.common.train import validate
 
@@ -70,7 +71,7 @@ def row_config(base: TrainConfig, name: str, args: argparse.Namespace) -> TrainC
 
 
 def reference_scores(config: TrainConfig, weights: Path) -> dict[str, float]:
-    """Metrics of the reference model (a torch file with 'method' and 'model') on the rows' held-out pairs."""
+    """Metrics of the reference model (anything load_checkpoint reads: 'method' and 'model') on the rows' pairs."""
     state = load_checkpoint(weights)
     model = build_model(state['method'])
     model.load_state_dict(state['model'])
@@ -93,7 +94,7 @@ def run_row(base: TrainConfig, name: str, args: argparse.Namespace) -> dict:
     final = logged[-1] if logged and int(logged[-1]['step']) == config.max_steps else None
     scores = {k: float(v) for k, v in final.items() if k != 'step'} if final else trainer.validate()
     return {'row': name, 'lead': LEADS[name], 'steps': trainer.step,
-            'train_seconds': train_seconds(_read_csv(out / 'train_log.csv')), 'scores': scores}
+            'train_seconds': (run_summary(out) or {}).get('wall_s', 0.0), 'scores': scores}
 
 
 def _read_csv(path: Path) -> list[dict[str, str]]:
@@ -102,12 +103,6 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
         return []
     with path.open(newline='') as handle:
         return list(csv.DictReader(handle))
-
-
-def train_seconds(log: list[dict[str, str]]) -> float:
-    """Wall time of a run from its log, whose 'seconds' restart at 0 in each process that resumed it."""
-    seconds = [float(row['seconds']) for row in log]
-    return sum(s for s, nxt in zip(seconds, seconds[1:] + [0.0]) if nxt < s)
 
 
 def report(out: Path) -> str:
@@ -160,8 +155,9 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--config', default='training/configs/refusion.yaml')
     parser.add_argument('--init', default='models/refusion_run/last.pt', help='F and R start from this checkpoint')
-    parser.add_argument('--reference', default='models/seafusion.pt', help='torch weights the metrics are relative to')
-    parser.add_argument('--steps', type=int, default=150, help='training steps per row (the fixed budget)')
+    parser.add_argument('--reference', default='models/seafusion.onnx',
+                        help='model the metrics are relative to: an exported .onnx with its card, or a checkpoint')
+    parser.add_argument('--steps', type=int, default=100, help='training steps per row (the fixed budget)')
     parser.add_argument('--lr', type=float, default=1e-4, help='constant learning rate of every row (methods.md)')
     parser.add_argument('--eval-pairs', type=int, default=12, help='held-out pairs scored per row')
     parser.add_argument('--threads', type=int, default=1)

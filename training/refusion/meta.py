@@ -256,10 +256,9 @@ def proposal_step(nets: MetaNets, grads: list, settings: MetaSettings) -> None:
             p -= settings.lr * g / largest
 
 
-def meta_step(nets: MetaNets, vis: torch.Tensor, ir: torch.Tensor, inner_lr: float) -> float:
-    """P's meta step of the interleaved loop (same batch inside and outside, Adam); returns the outer loss."""
-    settings = MetaSettings(inner_lr=inner_lr)
-    grads, outer = meta_gradient(nets, (vis, ir), (vis, ir), settings)
+def meta_step(nets: MetaNets, batch: Batch, settings: MetaSettings) -> float:
+    """P's meta step of the interleaved loop (the same batch inside and outside); returns the outer loss."""
+    grads, outer = meta_gradient(nets, batch, batch, settings)
     proposal_step(nets, grads, settings)
     return outer
 

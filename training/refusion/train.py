@@ -30,7 +30,7 @@ from training.common.checkpoint import load_checkpoint, run_resumable, save_chec
 from training.common.config import config_to_dict, TrainConfig
 from training.common.data import CropSampler, load_sources, split_holdout
 from training.common.objectives import Objective
-from training.refusion.meta import blend_distance, fusion_step, make_proposal, meta_gradient, MetaNets, \
+from training.refusion.meta import blend_distance, fusion_step, make_proposal, meta_gradient, meta_step, MetaNets, \
     MetaSettings, proposal_step, Reconstruction, reconstruction_loss, swapped, weight_spread
 from training.common.train import append_csv, cosine_lr, validate
 
@@ -117,8 +117,7 @@ class MetaTrainer:
         else:
             vis, ir = self.batch()
             if self.step % c.meta_every == 0:
-                grads, self.rec_loss = meta_gradient(n, (vis, ir), (vis, ir), settings)
-                proposal_step(n, grads, settings)
+                self.rec_loss = meta_step(n, (vis, ir), settings)
         parts = fusion_step(n, vis, ir, settings.grad_weight)
         self.last = {'fusion_loss': parts['fusion_loss'], 'r_loss': parts['r_loss']}
         return {'rec_loss': self.rec_loss, **parts}
