@@ -62,13 +62,12 @@ def folder_frames(ir_dir: Path, vis_dir: Path) -> list[tuple[str, np.ndarray, np
 
 def bag_frames(bag: Path, ir_topic: str, vis_topic: str, slop: float) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """(stamp, IR, visible) of the pairs of a bag, paired by stamp with the node's pairer."""
-    from fusion_ros.ros.bag import read_bag_images
+    from fusion_ros.ros.bag import camera_topic, read_bag_images
     from fusion_ros.ros.codec import message_to_array, to_bgr, to_mono
     from fusion_ros.ros.node import stamp_ns
     from fusion_ros.ros.pairing import IR, make_pairer, VISIBLE
-    from fusion_ros.ros.replay import _bag_topic as bag_topic   # raw or image_transport's <topic>/compressed
 
-    ir_topic, vis_topic = bag_topic(bag, ir_topic)[0], bag_topic(bag, vis_topic)[0]
+    ir_topic, vis_topic = camera_topic(bag, ir_topic)[0], camera_topic(bag, vis_topic)[0]
     if ir_topic == vis_topic:
         raise ValueError(f'--ir-topic and --vis-topic are the same topic ({ir_topic}): one modality only')
     pairer = make_pairer('approximate', 10, slop)

@@ -216,3 +216,17 @@ def bag_summary(bag_path: Path) -> dict:
         'duration_s': int(info['duration']['nanoseconds']) / 1e9,
         'topics': topics,
     }
+
+
+def camera_topic(bag: Path, topic: str) -> tuple[str, str]:
+    """
+    Return (topic in the bag, transport) for a camera topic: itself, or image_transport's `<topic>/compressed`.
+
+    A topic holding CompressedImage is compressed whatever its name; a missing topic is returned
+    as raw, so that reading it raises the error that lists what the bag has.
+    """
+    topics = bag_summary(bag)['topics']
+    for candidate in (topic, compression.transport_topic(topic, 'compressed')):
+        if candidate in topics:
+            return candidate, 'compressed' if topics[candidate]['msgtype'] == COMPRESSED_IMAGE else 'raw'
+    return topic, 'raw'

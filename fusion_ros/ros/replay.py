@@ -33,22 +33,6 @@ class ReplayResult:
     rejected: int
 
 
-def _bag_topic(bag: Path, topic: str) -> tuple[str, str]:
-    """
-    Return (topic in the bag, transport) for a camera topic: itself, or image_transport's `<topic>/compressed`.
-
-    A topic holding CompressedImage is compressed whatever its name; a missing topic is returned
-    as raw, so that reading it raises the error that lists what the bag has.
-    """
-    from fusion_ros.core.compressed import transport_topic
-    from fusion_ros.ros.bag import bag_summary, COMPRESSED_IMAGE
-    topics = bag_summary(bag)['topics']
-    for candidate in (topic, transport_topic(topic, 'compressed')):
-        if candidate in topics:
-            return candidate, 'compressed' if topics[candidate]['msgtype'] == COMPRESSED_IMAGE else 'raw'
-    return topic, 'raw'
-
-
 def _group_pairs(bag: Path, ir_topic: str, vis_topic: str) -> list[tuple[int, object, object]]:
     """Pair bag messages by equal header stamp (bags from `bag make` stamp both cameras alike)."""
     from fusion_ros.ros.bag import read_bag_images
@@ -74,10 +58,11 @@ def replay_bag(bag: Path, model: Optional[Path] = None, ir_topic: str = '/ir/ima
 
     from fusion_ros.core.compressed import transport_topic
     from fusion_ros.ros import codec
+    from fusion_ros.ros.bag import camera_topic
     from fusion_ros.ros.in_process import matched_both_ways, shut_down, SpinThread, wait_until
     from fusion_ros.ros.node import FusionNode, stamp_ns
 
-    (ir_topic, ir_transport), (vis_topic, vis_transport) = _bag_topic(bag, ir_topic), _bag_topic(bag, vis_topic)
+    (ir_topic, ir_transport), (vis_topic, vis_transport) = camera_topic(bag, ir_topic), camera_topic(bag, vis_topic)
     pairs = _group_pairs(bag, ir_topic, vis_topic)
     if not pairs:
         raise ValueError(f'{bag}: no IR/visible messages with equal stamps on {ir_topic} and {vis_topic}')
