@@ -56,7 +56,15 @@ def coconet_stage1_loss(outputs: torch.Tensor, vis: torch.Tensor, ir: torch.Tens
 
 
 def stage1(config: TrainConfig) -> tuple[Callable[[nn.Module], nn.Module], Callable[..., Loss]]:
-    """Stage 1: the network with its branch loaded from ``vgg_weights``, trained on the stage-1 loss."""
+    """
+    Stage 1: the network with its branch loaded from ``vgg_weights``, trained on the stage-1 loss.
+
+    A run that continues a trained CoCoNet (``init_from``, e.g. the shipped models/coconet.onnx) and
+    names no VGG file keeps the frozen branch that came with those weights: the stage-1 loss itself
+    reads no VGG features, so no extractor has to be retrained just to go on.
+    """
+    if not config.vgg_weights and config.init_from:
+        return (lambda model: model), coconet_stage1_loss
     read_vgg_file(config.vgg_weights)      # fail before any data is loaded
     return (lambda model: load_branch(model, config.vgg_weights)), coconet_stage1_loss
 
