@@ -113,6 +113,21 @@ def test_frames_of_two_different_rigs_disagree_and_are_refused():
     assert 'disagreeing frames' in result.refusal or 'ambiguous' in result.refusal, result.refusal
 
 
+def test_only_pairs_whose_own_map_scores_higher_vote_on_agreement():
+    rng = np.random.default_rng(3)
+    names = ['00091D.png', '00718N.png', '01028N.png', 'TNO_020.png']
+    truth, ir_size = random_rig(rng, (640, 480))
+    vis_frames = [cv2.resize(read_pair(name)[1], (640, 480)) for name in names]
+    ir_frames = [render_ir(pseudo_thermal(vis), truth, ir_size, rng=rng) for vis in vis_frames]
+    result = calibrate(ir_frames, vis_frames)
+    assert result.ok, result.refusal
+    assert ir_pixel_error(result.homography, truth, ir_size, (640, 480))[0] < 0.7
+    assert all(np.isfinite(d.own_correlation) for d in result.pairs)
+    # A pair that ends lower on its own than at the joint answer has lost its way: no preference, no vote.
+    assert all(np.isnan(d.deviation_px) == (d.own_correlation <= d.correlation) for d in result.pairs
+               if d.own_correlation >= 0.3)
+
+
 def test_unusable_input_raises_with_the_reason():
     _, vis = read_pair('00091D.png')
     with pytest.raises(ValueError, match='one or more'):

@@ -12,6 +12,7 @@ one (the reason is printed and no parameter file is written), 2 for bad input.
 """
 
 import argparse
+import math
 from pathlib import Path
 import sys
 from typing import Optional
@@ -100,6 +101,10 @@ def rig_parameters(result: Calibration, score: float) -> dict:
     }}}
 
 
+def _blank_nan(value: float) -> str:
+    return '' if math.isnan(value) else f'{value:.2f}'
+
+
 def report(result: Calibration, names: list[str], score: Optional[float], source: str) -> str:
     """Write a short Markdown report: the answer or the refusal, the score, and what each pair contributed."""
     lines = [f'# Rig calibration ({source})', '']
@@ -110,11 +115,11 @@ def report(result: Calibration, names: list[str], score: Optional[float], source
                   f'(registration.calibrated_score, median over pairs): {score:.3f}.']
     else:
         lines += [f'**Refused**: {result.refusal}', '', 'No parameter file was written.']
-    lines += ['', '| pair | IR edges | visible edges | used | correlation | own map vs joint (IR px) |',
-              '|---|---:|---:|---|---:|---:|']
+    lines += ['', '| pair | IR edges | visible edges | used | correlation | own map\'s correlation '
+              '| own map vs joint (IR px; blank unless it scores higher) |', '|---|---:|---:|---|---:|---:|---:|']
     for d in result.pairs:
         lines.append(f'| {names[d.index]} | {d.ir_structure:.3f} | {d.vis_structure:.3f} | {"yes" if d.used else "no"} '
-                     f'| {d.correlation:.3f} | {d.deviation_px:.2f} |')
+                     f'| {d.correlation:.3f} | {d.own_correlation:.3f} | {_blank_nan(d.deviation_px)} |')
     lines += [''] + [f'- {note}' for note in result.notes]
     return '\n'.join(lines) + '\n'
 

@@ -46,14 +46,15 @@ class Thresholds:
 
 @dataclass(frozen=True)
 class PairDiagnostics:
-    """What one pair contributed: its structure, its own correlation and how far it would pull the map."""
+    """What one pair contributed: its structure, its correlation at the answer, its own map and how far that lies."""
 
     index: int
     ir_structure: float
     vis_structure: float
     used: bool
     correlation: float = math.nan
-    deviation_px: float = math.nan    # IR pixels between this pair's own refinement and the joint answer
+    own_correlation: float = math.nan  # the pair's correlation at its own refinement (3+ pairs)
+    deviation_px: float = math.nan    # IR pixels between its own refinement and the joint answer, if it prefers it
 
 
 @dataclass(frozen=True)
@@ -171,22 +172,26 @@ def _per_pair(diagnostics, kept, best: Refinement, pairs, vis_size, ir_size,
     """
     Each used pair's correlation at the answer and, for 3+ pairs, how far its own refinement moves.
 
-    Each pair is refined alone, coarse to fine from the joint answer. A pair whose own best still
-    does not correlate (a night scene, a blank sky) has no map of its own to prefer and does not
-    vote on agreement (deviation NaN); one that correlates well elsewhere does, however badly it
-    fits the joint answer.
+    Each pair is refined alone, coarse to fine from the joint answer. Only a pair whose own map
+    correlates (min_correlation) and scores higher than the joint answer does for it prefers a map
+    and votes on agreement; for any other the deviation is NaN. A night scene or a blank sky has no
+    map of its own; and one pair alone on the coarse levels often wanders off (on simulated
+    RoadScene rigs of tuning seed 7, 10-80 IR px) to a map that scores lower than where it started:
+    that is the refinement losing its way, not the pair disagreeing.
     """
     out = list(diagnostics)
     levels = _pyramid(pairs, best.homography, vis_size[0]) if len(kept) >= 3 else None
     for slot, index in enumerate(kept):
-        deviation = math.nan
+        deviation, own_correlation = math.nan, math.nan
+        at_joint = best.per_pair[slot]
         if levels is not None:
             own = _refine_start([[level[slot]] for level in levels], best.homography)
-            if own.correlation >= min_correlation:
+            own_correlation = own.correlation
+            if own_correlation >= min_correlation and own_correlation > at_joint:
                 deviation = ir_pixel_error(own.homography, best.homography, ir_size, vis_size)[0]
         old = out[index]
-        out[index] = PairDiagnostics(index, old.ir_structure, old.vis_structure, True,
-                                     best.per_pair[slot] if slot < len(best.per_pair) else math.nan, deviation)
+        out[index] = PairDiagnostics(index, old.ir_structure, old.vis_structure, True, at_joint, own_correlation,
+                                     deviation)
     return out
 
 
