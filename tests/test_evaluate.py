@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
+from fusion_ros.cli import evaluate as evaluate_command
 from fusion_ros.evaluation import evaluate
 from fusion_ros.evaluation.metrics import compute_all, METRIC_NAMES, read_gray
 
@@ -50,7 +51,7 @@ def read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
 
 def cli(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog='fusion-ros')
-    evaluate.add_parser(parser.add_subparsers(dest='command', required=True))
+    evaluate_command.add_parser(parser.add_subparsers(dest='command', required=True))
     args = parser.parse_args(['evaluate', *argv])
     return args.func(args)
 

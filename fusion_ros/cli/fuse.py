@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from fusion_ros.backends import BackendOptions
 from fusion_ros.backends.base import BackendError
+from fusion_ros.cli.arguments import add_folder_arguments
 from fusion_ros.core.imageio import pair_folders, read_ir, read_visible, shadowed_reason, write_image_atomic
 from fusion_ros.core.pipeline import FusionPipeline, IrGain
 from fusion_ros.core.registration import REGISTRATION_MODES, make_registration
@@ -73,9 +74,8 @@ def add_parser(subparsers) -> None:
     """Register the `fuse` sub-command."""
     parser = subparsers.add_parser('fuse', help='fuse the IR + visible pairs of two folders',
                                    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--ir', required=True, type=Path, help='folder of infrared images')
-    parser.add_argument('--vis', required=True, type=Path, help='folder of visible images (same stems)')
-    parser.add_argument('--out', required=True, type=Path, help='output folder (created)')
+    add_folder_arguments(parser, ir='folder of infrared images', vis='folder of visible images (same stems)',
+                         out='output folder (created)')
     parser.add_argument('--model', type=Path, help='ONNX model with its JSON card (default: shipped SeAFusion)')
     parser.add_argument('--backend', default='onnxruntime', choices=('onnxruntime', 'tensorrt', 'torch'),
                         help='inference backend (default: onnxruntime; tensorrt builds or reuses the engine first)')

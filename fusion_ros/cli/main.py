@@ -5,8 +5,7 @@ import sys
 from typing import Optional
 
 from fusion_ros import __version__
-from fusion_ros.cli import bag_command, calibrate, demo, engine_command, fuse
-from fusion_ros.evaluation import evaluate
+from fusion_ros.cli import bag_command, calibrate, demo, engine_command, evaluate, fuse
 
 
 def build_parser() -> argparse.ArgumentParser:
