@@ -19,13 +19,20 @@ ECC on the intensities.
 Error: mean distance in IR pixels over the overlap between where the estimate and the truth put
 each IR pixel (geometry.ir_pixel_error). A refusal is counted apart from an error. Prints and
 saves JSON; a plot of the error distributions goes beside the JSON.
+
+Corrected truth (--truth-correction, also with --merge): both truths assume the shared pairs are
+registered exactly. An exhaustive tile-shift search (measured_registration) measures how they
+really are, per data set on pairs no rig uses, and per pair for the vi_hr frames; calibrate's
+answers are graded against the truths corrected by it too (error_px_corrected), beside the raw ones.
 """
 
 import argparse
 import json
+import math
 from pathlib import Path
 import sys
 import time
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -44,6 +51,16 @@ from fusion_ros.evaluation.rig_simulation import random_rig, render_ir  # noqa: 
 DATASETS = REPO.parent / 'shared' / 'datasets'
 RIG_SIZE = {'msrs': (640, 480), 'roadscene': (464, 320)}   # RoadScene frames vary: a common centre crop
 SUCCESS_PX = {'rig': 2.0, 'real': 3.0}
+
+
+class Case(NamedTuple):
+    """One calibration problem: its frames, the homography it is graded against, and the shared pairs it uses."""
+
+    name: str
+    ir_frames: list
+    vis_frames: list
+    truth: np.ndarray
+    sources: list
 
 
 def load_pair(dataset: str, ir_path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -83,7 +100,7 @@ def run_method(method: str, ir_frames, vis_frames):
 
 
 def simulated_cases(dataset: str, rigs: int, pairs_per_rig: int, rng: np.random.Generator):
-    """Yield (name, IR frames, visible frames, true homography) for simulated rigs of a dataset."""
+    """Yield a Case per simulated rig of a dataset."""
     paths = usable(dataset)
     for rig in range(rigs):
         truth, ir_size = random_rig(rng, RIG_SIZE[dataset])
@@ -93,12 +110,12 @@ def simulated_cases(dataset: str, rigs: int, pairs_per_rig: int, rng: np.random.
             ir, vis = load_pair(dataset, paths[index])
             ir_frames.append(render_ir(ir, truth, ir_size, rng=rng))
             vis_frames.append(vis)
-        yield f'{dataset}/rig{rig:02d}', ir_frames, vis_frames, truth
+        yield Case(f'{dataset}/rig{rig:02d}', ir_frames, vis_frames, truth, [paths[i].stem for i in chosen])
 
 
 def export_rig(folder: Path, dataset: str, pairs: int, rng: np.random.Generator) -> None:
     """Write one simulated rig as folders for `fusion-ros calibrate`, with its true homography."""
-    name, ir_frames, vis_frames, truth = next(simulated_cases(dataset, 1, pairs, rng))
+    name, ir_frames, vis_frames, truth, _ = next(simulated_cases(dataset, 1, pairs, rng))
     for sub in ('ir', 'vi'):
         (folder / sub).mkdir(parents=True, exist_ok=True)
     for k, (ir, vis) in enumerate(zip(ir_frames, vis_frames)):
@@ -133,12 +150,12 @@ def real_truth(low: np.ndarray, high: np.ndarray) -> np.ndarray:
 
 
 def real_cases():
-    """Yield (name, [IR], [vi_hr], truth) for the RoadScene cross-resolution frames."""
+    """Yield a Case ([IR], [vi_hr]) per RoadScene cross-resolution frame."""
     for path in sorted((DATASETS / 'roadscene' / 'vi_hr').iterdir()):
         ir = cv2.imread(str(DATASETS / 'roadscene' / 'ir' / path.name), cv2.IMREAD_GRAYSCALE)
         low = cv2.imread(str(DATASETS / 'roadscene' / 'vi' / path.name), cv2.IMREAD_COLOR)
         high = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        yield f'vi_hr/{path.stem}', [ir], [high], real_truth(low, high)
+        yield Case(f'vi_hr/{path.stem}', [ir], [high], real_truth(low, high), [path.stem])
 
 
 def self_registration(dataset: str, groups: int, rng: np.random.Generator) -> list[dict]:
@@ -169,32 +186,150 @@ def self_registration(dataset: str, groups: int, rng: np.random.Generator) -> li
     return rows
 
 
+def best_shift(ir_field: np.ndarray, vis_field: np.ndarray, box: tuple[int, int, int, int],
+               reach: int) -> tuple[float, float, float]:
+    """
+    Shift (dx, dy) that lays the IR edges of box (x0, y0, x1, y1) best on the visible ones, and its correlation.
+
+    Every integer shift within reach pixels is tried (no optimiser that could stop in a wrong
+    place); a parabola through the peak and its neighbours along each axis gives the fraction.
+    IR content at (x, y) is visible content at (x + dx, y + dy). A peak on the edge of the search
+    is no peak: the shift is NaN.
+    """
+    x0, y0, x1, y1 = box
+    ir_part = ir_field[y0:y1, x0:x1]
+    shifts = range(-reach, reach + 1)
+    scores = np.array([[field_correlation(ir_part, vis_field[y0 + dy:y1 + dy, x0 + dx:x1 + dx]) for dx in shifts]
+                       for dy in shifts])
+    iy, ix = np.unravel_index(int(np.argmax(scores)), scores.shape)
+    if not (0 < iy < 2 * reach and 0 < ix < 2 * reach):
+        return math.nan, math.nan, float(scores[iy, ix])
+    return (ix - reach + _vertex(scores[iy, ix - 1:ix + 2]), iy - reach + _vertex(scores[iy - 1:iy + 2, ix]),
+            float(scores[iy, ix]))
+
+
+def _vertex(three: np.ndarray) -> float:
+    """Offset of the top of the parabola through three equally spaced values (the middle one the largest)."""
+    curvature = three[0] - 2 * three[1] + three[2]
+    return float(0.5 * (three[0] - three[2]) / curvature) if curvature < 0 else 0.0
+
+
+def _fields(ir: np.ndarray, vis: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return orientation_field(to_gray_float(ir)), orientation_field(to_gray_float(vis))
+
+
 def strip_offsets(dataset: str, count: int, reach: int = 8) -> dict:
     """
     Check a dataset's own registration locally: the best shift of the IR edges in a left and a right strip.
 
     Each registered pair's IR and visible edge fields (full resolution) are compared in the left
-    and the right third of the frame at every shift within reach pixels; no optimiser, no model.
+    and the right third of the frame at every shift within reach pixels (best_shift); no model.
     Equal shifts on both sides mean a translation; a left shift above the right one, pair after
     pair, means the IR image is narrower than the visible one: a scale error of the dataset.
     """
     rows = []
+    width, height = RIG_SIZE[dataset]
     for path in usable(dataset)[::max(1, len(usable(dataset)) // count)][:count]:
-        ir, vis = load_pair(dataset, path)
-        ir_field = orientation_field(to_gray_float(ir))
-        vis_field = orientation_field(to_gray_float(vis))
-        height, width = ir.shape
-        best = []
-        for x0, x1 in ((reach, width // 3), (2 * width // 3, width - reach)):
-            scores = {(dx, dy): field_correlation(ir_field[reach:height - reach, x0:x1],
-                                                  vis_field[reach + dy:height - reach + dy, x0 + dx:x1 + dx])
-                      for dx in range(-reach, reach + 1) for dy in range(-reach, reach + 1)}
-            best.append(max(scores, key=scores.get))
-        rows.append({'pair': path.stem, 'left_shift': best[0], 'right_shift': best[1]})
+        ir_field, vis_field = _fields(*load_pair(dataset, path))
+        best = [best_shift(ir_field, vis_field, (x0, reach, x1, height - reach), reach)[:2]
+                for x0, x1 in ((reach, width // 3), (2 * width // 3, width - reach))]
+        rows.append({'pair': path.stem, 'left_shift': [round(v, 2) for v in best[0]],
+                     'right_shift': [round(v, 2) for v in best[1]]})
     spread = np.array([r['left_shift'][0] - r['right_shift'][0] for r in rows], float)
+    spread = spread[np.isfinite(spread)]
     return {'pairs': rows, 'left_minus_right_x_px_median': float(np.median(spread)),
             'share_left_above_right': round(float(np.mean(spread > 0)), 3),
             'share_left_below_right': round(float(np.mean(spread < 0)), 3)}
+
+
+def measured_registration(pairs: list, grid: tuple[int, int] = (4, 3), reach: int = 8,
+                          min_peak: float = 0.2) -> dict:
+    """
+    Measure how registered pairs (IR gray, visible BGR; one size) are really registered: one affine map.
+
+    Each pair is cut into grid tiles; each tile's best shift (best_shift: exhaustive, no optimiser,
+    none of calibrate's code but the edge field) moves its centre; one affine map (IR pixel ->
+    visible pixel) is fitted to all the moved centres by least squares, refitted once without the
+    tiles more than 3 times the median residual (at least 2 px) off it: parallax of near objects,
+    repeated texture, and (pooling the pairs of a data set) pairs registered unlike the rest. Tiles
+    whose peak correlation is below min_peak have too little shared structure to say anything.
+    """
+    height, width = pairs[0][0].shape[:2]
+    tile_w, tile_h = (width - 2 * reach) // grid[0], (height - 2 * reach) // grid[1]
+    points, moved = [], []
+    for ir, vis in pairs:
+        ir_field, vis_field = _fields(ir, vis)
+        for ty in range(grid[1]):
+            for tx in range(grid[0]):
+                x0, y0 = reach + tx * tile_w, reach + ty * tile_h
+                dx, dy, peak = best_shift(ir_field, vis_field, (x0, y0, x0 + tile_w, y0 + tile_h), reach)
+                if peak >= min_peak and np.isfinite(dx) and np.isfinite(dy):
+                    centre = (x0 + (tile_w - 1) / 2, y0 + (tile_h - 1) / 2)
+                    points.append(centre)
+                    moved.append((centre[0] + dx, centre[1] + dy))
+    points, moved = np.array(points), np.array(moved)
+    keep = np.ones(len(points), bool)
+    for _ in range(2):
+        affine = np.linalg.lstsq(np.hstack([points[keep], np.ones((keep.sum(), 1))]), moved[keep], rcond=None)[0]
+        residual = np.linalg.norm(np.hstack([points, np.ones((len(points), 1))]) @ affine - moved, axis=1)
+        keep = residual <= max(2.0, 3 * float(np.median(residual)))
+    matrix = np.vstack([affine.T, [0, 0, 1]])
+    centre = np.array([(width - 1) / 2, (height - 1) / 2, 1.0])
+    return {'matrix': [round(float(v), 6) for v in matrix.ravel()], 'pairs': len(pairs),
+            'tiles_used': int(keep.sum()), 'tiles_measured': len(points),
+            'median_residual_px': round(float(np.median(residual[keep])), 3),
+            'scale_x': round(float(matrix[0, 0]), 4), 'scale_y': round(float(matrix[1, 1]), 4),
+            'shift_at_centre_px': [round(float(v), 2) for v in (matrix @ centre - centre)[:2]],
+            'mean_px_from_identity': round(ir_pixel_error(matrix, np.eye(3), (width, height), (width, height))[0], 3)}
+
+
+def correct_truths(rigs: dict, count: int) -> dict:
+    """
+    Grade every case also against its truth corrected for the shared pairs' own misregistration.
+
+    The simulated rigs render each shared IR image as if it lay exactly on its visible partner; when
+    the data set's registration is off, the true IR -> visible map of a rig is that misregistration
+    after the applied homography. It is measured (measured_registration) per data set on count of
+    its pairs that no rig of rigs uses. The truth of a real vi_hr case assumes its RoadScene IR frame
+    lies exactly on the low-resolution visible frame; RoadScene pairs are registered one by one, so
+    that pair's own misregistration is measured on the pair itself (an estimate, not a truth: the
+    tile search shares the edge field with calibrate). Each row gains error_px_corrected; the raw
+    error_px stays.
+    """
+    corrections = {}
+    for dataset in RIG_SIZE:
+        settings = [s for s in rigs if s.startswith(f'{dataset} x')]
+        if not settings:
+            continue
+        rows = [row for s in settings for method in rigs[s].values() for row in method['cases']]
+        used = {stem for row in rows for stem in row['pairs']}
+        held_out = [path for path in usable(dataset) if path.stem not in used]
+        chosen = held_out[::max(1, len(held_out) // count)][:count]
+        correction = measured_registration([load_pair(dataset, path) for path in chosen])
+        correction['held_out_pairs'] = [path.stem for path in chosen]
+        matrix = np.array(correction['matrix']).reshape(3, 3)
+        for row in rows:
+            _regrade(row, matrix @ np.array(row['truth']).reshape(3, 3))
+        corrections[dataset] = correction
+        print(dataset, 'truth correction', correction, flush=True)
+    real = rigs.get('real vi_hr x1', {})
+    for stem in sorted({row['pairs'][0] for method in real.values() for row in method['cases']}):
+        ir = cv2.imread(str(DATASETS / 'roadscene' / 'ir' / f'{stem}.jpg'), cv2.IMREAD_GRAYSCALE)
+        low = cv2.imread(str(DATASETS / 'roadscene' / 'vi' / f'{stem}.jpg'), cv2.IMREAD_COLOR)
+        correction = measured_registration([(ir, low)])
+        matrix = np.array(correction['matrix']).reshape(3, 3)
+        for row in (row for method in real.values() for row in method['cases'] if row['pairs'] == [stem]):
+            _regrade(row, np.array(row['truth']).reshape(3, 3) @ matrix)   # IR -> low-resolution -> vi_hr
+        corrections[f'vi_hr/{stem}'] = correction
+        print(stem, 'truth correction', correction, flush=True)
+    return corrections
+
+
+def _regrade(row: dict, truth: np.ndarray) -> None:
+    """Set row['error_px_corrected']: the row's answer against another truth (None when it refused)."""
+    answer = row['homography']
+    row['error_px_corrected'] = (None if answer is None else
+                                 round(ir_pixel_error(np.array(answer).reshape(3, 3), truth, *row['sizes'])[0], 3))
 
 
 def real_consistency() -> list[dict]:
@@ -208,7 +343,7 @@ def real_consistency() -> list[dict]:
     from the truth, the difference is the data set's registration, not the method.
     """
     rows = []
-    for name, ir_frames, vis_frames, truth in real_cases():
+    for name, ir_frames, vis_frames, truth, _ in real_cases():
         low = cv2.imread(str(DATASETS / 'roadscene' / 'vi' / (name.split('/')[1] + '.jpg')), cv2.IMREAD_COLOR)
         high_result = calibrate(ir_frames, vis_frames)
         low_result = calibrate(ir_frames, [low])
@@ -225,8 +360,8 @@ def real_consistency() -> list[dict]:
 
 def timing(repeats: int = 2) -> dict:
     """Time one calibration (best of repeats) of a real pair and of an 8-pair rig, and the node's per-frame score."""
-    _, ir_frames, vis_frames, _ = next(real_cases())
-    _, rig_ir, rig_vis, _ = next(simulated_cases('roadscene', 1, 8, np.random.default_rng(18)))
+    _, ir_frames, vis_frames, _, _ = next(real_cases())
+    _, rig_ir, rig_vis, _, _ = next(simulated_cases('roadscene', 1, 8, np.random.default_rng(18)))
     out = {}
     for label, (irs, viss) in {'1 pair, IR 500x329 vs visible 1404x1026': (ir_frames, vis_frames),
                                '8 pairs, IR 232x160 vs visible 464x320': (rig_ir, rig_vis)}.items():
@@ -248,9 +383,9 @@ def timing(repeats: int = 2) -> dict:
     return out
 
 
-def summarise(rows: list[dict], success_px: float) -> dict:
-    """Median error, share within success_px of all cases, refusals, wrong answers, time."""
-    errors = np.array([r['error_px'] for r in rows if r['error_px'] is not None])
+def summarise(rows: list[dict], success_px: float, key: str = 'error_px') -> dict:
+    """Median error (rows[key]), share within success_px of all cases, refusals, wrong answers, time."""
+    errors = np.array([r[key] for r in rows if r[key] is not None])
     answered = len(errors)
     return {
         'cases': len(rows), 'answered': answered, 'refused': len(rows) - answered,
@@ -265,7 +400,7 @@ def summarise(rows: list[dict], success_px: float) -> dict:
 def evaluate(cases, methods, kind: str) -> dict:
     """Run every method on every case; per-case rows and summaries."""
     rows = {m: [] for m in methods}
-    for name, ir_frames, vis_frames, truth in cases:
+    for name, ir_frames, vis_frames, truth, sources in cases:
         ir_size = (ir_frames[0].shape[1], ir_frames[0].shape[0])
         vis_size = (vis_frames[0].shape[1], vis_frames[0].shape[0])
         resize = np.diag([vis_size[0] / ir_size[0], vis_size[1] / ir_size[1], 1.0])
@@ -275,11 +410,18 @@ def evaluate(cases, methods, kind: str) -> dict:
             error = None if homography is None else ir_pixel_error(homography, truth, ir_size, vis_size)
             rows[method].append({'case': name, 'error_px': None if error is None else round(error[0], 3),
                                  'max_error_px': None if error is None else round(error[1], 3),
-                                 'refusal': reason, 'seconds_per_pair': round(seconds / len(ir_frames), 3)})
+                                 'refusal': reason, 'seconds_per_pair': round(seconds / len(ir_frames), 3),
+                                 'pairs': sources, 'sizes': [ir_size, vis_size], 'truth': _entries(truth),
+                                 'homography': None if homography is None else _entries(homography)})
             line.append(f'{method} ' + (f'{error[0]:.2f}' if error else 'refused'))
         print('  '.join(line), flush=True)
     success = SUCCESS_PX[kind]
     return {m: {'summary': summarise(r, success), 'cases': r} for m, r in rows.items()}
+
+
+def _entries(homography: np.ndarray) -> list[float]:
+    """List the 9 entries of a homography scaled to a bottom-right 1, row-major, for the JSON."""
+    return [float(f'{v:.9g}') for v in (homography / homography[2, 2]).ravel()]
 
 
 def plot(results: dict, path: Path) -> None:
@@ -295,10 +437,14 @@ def plot(results: dict, path: Path) -> None:
         ax.axis('off')
     for ax, setting in zip(axes.ravel(), settings):
         for method, data in results[setting].items():
-            errors = np.sort([c['error_px'] if c['error_px'] is not None else np.inf for c in data['cases']])
-            share = np.arange(1, len(errors) + 1) / len(errors)
             refused = data['summary']['refused']
-            ax.step(np.minimum(errors, 50), share, where='post', label=f'{method} ({refused} refused)')
+            keys = ['error_px'] + (['error_px_corrected'] if 'error_px_corrected' in data['cases'][0] else [])
+            for key in keys if method == 'calibrate' else keys[:1]:
+                errors = np.sort([c[key] if c[key] is not None else np.inf for c in data['cases']])
+                share = np.arange(1, len(errors) + 1) / len(errors)
+                label = f'{method} ({refused} refused)' + (', corrected truth' if key != 'error_px' else '')
+                ax.step(np.minimum(errors, 50), share, where='post', label=label,
+                        ls='--' if key != 'error_px' else '-')
         ax.axvline(SUCCESS_PX['real' if setting.startswith('real') else 'rig'], color='gray', lw=0.8, ls='--')
         ax.set_xscale('symlog', linthresh=1)
         ax.set_xlim(0, 50)
@@ -330,6 +476,9 @@ def main() -> None:
     parser.add_argument('--timing', action='store_true', help='also time one calibration of each kind')
     parser.add_argument('--strip-check', type=int, default=0, metavar='PAIRS',
                         help='also measure the local (left/right strip) offsets of PAIRS registered pairs per dataset')
+    parser.add_argument('--truth-correction', type=int, default=0, metavar='PAIRS',
+                        help='also grade the rigs against truths corrected for each data set\'s own misregistration, '
+                             'measured on PAIRS pairs no rig uses (works with --merge)')
     parser.add_argument('--export-rig', type=Path, metavar='DIR',
                         help='write one simulated rig of the first dataset (DIR/ir, DIR/vi, DIR/truth.txt) and stop')
     parser.add_argument('--out', type=Path, default=REPO / 'benchmarks' / 'results' / 'registration.json')
@@ -369,10 +518,17 @@ def main() -> None:
 def write(results: dict, args: argparse.Namespace) -> None:
     """Plot, summarise, print and save."""
     plot_path = args.out.with_suffix('.png')
-    checks = ('self-registration', 'strip offsets', 'real consistency', 'timing')
+    checks = ('self-registration', 'strip offsets', 'real consistency', 'timing', 'truth correction')
     rigs = {k: v for k, v in results.items() if k not in checks}
+    if args.truth_correction:
+        results['truth correction'] = correct_truths(rigs, args.truth_correction)
     plot(rigs, plot_path)
     summary = {setting: {m: d['summary'] for m, d in data.items()} for setting, data in rigs.items()}
+    for setting, data in rigs.items():
+        if 'calibrate' in data and 'error_px_corrected' in data['calibrate']['cases'][0]:
+            summary[setting]['calibrate, corrected truth'] = summarise(
+                data['calibrate']['cases'], SUCCESS_PX['real' if setting.startswith('real') else 'rig'],
+                'error_px_corrected')
     summary.update({k: results[k] for k in checks if k in results})
     save_results({'machine': machine(), 'args': {k: str(v) for k, v in vars(args).items()},
                   'note': 'seconds_per_pair: a shared 2-core machine while a training job and other engineers\' tests '
