@@ -46,7 +46,7 @@ from fusion_ros.core.calibration.calibrate import calibrate  # noqa: E402
 from fusion_ros.core.calibration.geometry import ir_pixel_error  # noqa: E402
 from fusion_ros.core.calibration.orientation import orientation_field, to_gray_float  # noqa: E402
 from fusion_ros.core.calibration.score import alignment_score, field_correlation  # noqa: E402
-from fusion_ros.evaluation.rig_simulation import random_rig, render_ir  # noqa: E402
+from fusion_ros.evaluation.rig_simulation import folded_intensity, random_rig, render_ir, RigRanges  # noqa: E402
 
 DATASETS = REPO.parent / 'shared' / 'datasets'
 RIG_SIZE = {'msrs': (640, 480), 'roadscene': (464, 320)}   # RoadScene frames vary: a common centre crop
@@ -156,6 +156,24 @@ def real_cases():
         low = cv2.imread(str(DATASETS / 'roadscene' / 'vi' / path.name), cv2.IMREAD_COLOR)
         high = cv2.imread(str(path), cv2.IMREAD_COLOR)
         yield Case(f'vi_hr/{path.stem}', [ir], [high], real_truth(low, high), [path.stem])
+
+
+def exact_real_cases(perspective: float, rng: np.random.Generator):
+    """
+    Yield a Case per vi_hr frame whose "IR" is its folded-intensity copy, rendered 500 px wide through a random rig.
+
+    The real case's resolutions (IR about 500 px wide against a visible frame of about 1400) with
+    an exact truth: whatever error is left is the method's, not a data set's registration.
+    perspective is the rig's largest |h31|, |h32| (the simulated rigs use 0.03; the real vi_hr
+    frames have none, vi_hr being a scaled copy of the registered frame).
+    """
+    for path in sorted((DATASETS / 'roadscene' / 'vi_hr').iterdir()):
+        vis = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        size = (vis.shape[1], vis.shape[0])
+        truth, ir_size = random_rig(rng, size, RigRanges(coverage=0.9, ir_downscale=0.9 * size[0] / 500,
+                                                         perspective=perspective))
+        yield Case(f'vi_hr exact/{path.stem}', [render_ir(folded_intensity(vis), truth, ir_size, rng=rng)], [vis],
+                   truth, [path.stem])
 
 
 def self_registration(dataset: str, groups: int, rng: np.random.Generator) -> list[dict]:
@@ -325,6 +343,10 @@ def correct_truths(rigs: dict, count: int) -> dict:
     return corrections
 
 
+def _corrected(rows: list[dict]) -> bool:
+    return any('error_px_corrected' in row for row in rows)
+
+
 def _regrade(row: dict, truth: np.ndarray) -> None:
     """Set row['error_px_corrected']: the row's answer against another truth (None when it refused)."""
     answer = row['homography']
@@ -438,7 +460,7 @@ def plot(results: dict, path: Path) -> None:
     for ax, setting in zip(axes.ravel(), settings):
         for method, data in results[setting].items():
             refused = data['summary']['refused']
-            keys = ['error_px'] + (['error_px_corrected'] if 'error_px_corrected' in data['cases'][0] else [])
+            keys = ['error_px'] + (['error_px_corrected'] if _corrected(data['cases']) else [])
             for key in keys if method == 'calibrate' else keys[:1]:
                 errors = np.sort([c[key] if c[key] is not None else np.inf for c in data['cases']])
                 share = np.arange(1, len(errors) + 1) / len(errors)
@@ -474,6 +496,9 @@ def main() -> None:
     parser.add_argument('--real-consistency', action='store_true',
                         help='also calibrate each vi_hr IR frame against its low-resolution partner')
     parser.add_argument('--timing', action='store_true', help='also time one calibration of each kind')
+    parser.add_argument('--exact-real', action='store_true',
+                        help='also run the vi_hr frames against their own folded-intensity copies (exact truths), '
+                             'without and with the rigs\' perspective')
     parser.add_argument('--strip-check', type=int, default=0, metavar='PAIRS',
                         help='also measure the local (left/right strip) offsets of PAIRS registered pairs per dataset')
     parser.add_argument('--truth-correction', type=int, default=0, metavar='PAIRS',
@@ -509,6 +534,11 @@ def main() -> None:
     if args.self_registration:
         results['self-registration'] = {d: self_registration(d, args.self_registration, np.random.default_rng(1))
                                         for d in args.datasets}
+    if args.exact_real:
+        for perspective, label in ((0.0, ''), (RigRanges().perspective, ', perspective')):
+            print(f'== exact cross-resolution{label}: folded-intensity vi_hr copies vs vi_hr', flush=True)
+            results[f'real vi_hr exact truth x1{label}'] = evaluate(
+                exact_real_cases(perspective, np.random.default_rng([args.seed, 500])), args.methods, 'real')
     if not args.no_real:
         print('== real cross-resolution: roadscene IR vs vi_hr', flush=True)
         results['real vi_hr x1'] = evaluate(real_cases(), args.methods, 'real')
@@ -525,7 +555,7 @@ def write(results: dict, args: argparse.Namespace) -> None:
     plot(rigs, plot_path)
     summary = {setting: {m: d['summary'] for m, d in data.items()} for setting, data in rigs.items()}
     for setting, data in rigs.items():
-        if 'calibrate' in data and 'error_px_corrected' in data['calibrate']['cases'][0]:
+        if 'calibrate' in data and _corrected(data['calibrate']['cases']):
             summary[setting]['calibrate, corrected truth'] = summarise(
                 data['calibrate']['cases'], SUCCESS_PX['real' if setting.startswith('real') else 'rig'],
                 'error_px_corrected')

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from fusion_ros.core.calibration.geometry import ir_pixel_error
-from tests.test_calibration import pseudo_thermal, read_pair
+from fusion_ros.evaluation.rig_simulation import folded_intensity
+from tests.test_calibration import read_pair
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / 'benchmarks'))
 
@@ -17,7 +18,7 @@ import registration  # noqa: E402
 
 def misregistered(vis: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     """An 'IR' frame of vis whose content at q is the visible content at matrix @ q: registered that far off."""
-    return cv2.warpPerspective(pseudo_thermal(vis), matrix, (vis.shape[1], vis.shape[0]),
+    return cv2.warpPerspective(folded_intensity(vis), matrix, (vis.shape[1], vis.shape[0]),
                                flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REFLECT)
 
 

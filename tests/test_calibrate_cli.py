@@ -11,9 +11,9 @@ import yaml
 from fusion_ros.cli.main import main
 from fusion_ros.core.calibration.geometry import ir_pixel_error
 from fusion_ros.core.registration import make_registration
-from fusion_ros.evaluation.rig_simulation import random_rig, render_ir
+from fusion_ros.evaluation.rig_simulation import folded_intensity, random_rig, render_ir
 from fusion_ros.ros.bag import write_pairs_bag
-from tests.test_calibration import PAIRS, pseudo_thermal
+from tests.test_calibration import PAIRS
 
 NAMES = ['00091D.png', '00718N.png', '01028N.png']   # three: the full homography is fitted
 
@@ -28,7 +28,7 @@ def rig(tmp_path_factory):
     truth, ir_size = random_rig(rng, (640, 480))
     for name in NAMES:
         vis = cv2.imread(str(PAIRS / 'vi' / name))
-        cv2.imwrite(str(root / 'ir' / name), render_ir(pseudo_thermal(vis), truth, ir_size, rng=rng))
+        cv2.imwrite(str(root / 'ir' / name), render_ir(folded_intensity(vis), truth, ir_size, rng=rng))
         shutil.copy(PAIRS / 'vi' / name, root / 'vi' / name)
     return root, truth, ir_size
 

@@ -18,7 +18,7 @@ from fusion_ros.core.calibration.calibrate import calibrate
 from fusion_ros.core.calibration.geometry import centred_similarity, ir_pixel_error
 from fusion_ros.core.calibration.score import alignment_score, footprint_of
 from fusion_ros.core.calibration.search import default_range, search
-from fusion_ros.evaluation.rig_simulation import random_rig, render_ir, RigRanges
+from fusion_ros.evaluation.rig_simulation import folded_intensity, random_rig, render_ir, RigRanges
 
 PAIRS = Path(__file__).parent / 'data' / 'pairs'
 
@@ -26,12 +26,6 @@ PAIRS = Path(__file__).parent / 'data' / 'pairs'
 def read_pair(name: str) -> tuple[np.ndarray, np.ndarray]:
     return (cv2.imread(str(PAIRS / 'ir' / name), cv2.IMREAD_GRAYSCALE),
             cv2.imread(str(PAIRS / 'vi' / name), cv2.IMREAD_COLOR))
-
-
-def pseudo_thermal(vis: np.ndarray) -> np.ndarray:
-    """A different 'modality' with the visible frame's geometry: a folded intensity map flips some edges."""
-    gray = cv2.cvtColor(vis, cv2.COLOR_BGR2GRAY).astype(np.float32) / 255
-    return np.clip(255 * np.abs(np.sin(2.4 * gray + 0.3)), 0, 255).astype(np.uint8)
 
 
 def sizes(ir_frames, vis_frames):
@@ -49,7 +43,7 @@ def test_ir_pixel_error_is_zero_for_the_truth_and_the_shift_for_a_shifted_map():
 def test_search_lands_within_a_few_pixels_of_a_known_similarity():
     _, vis = read_pair('00091D.png')
     truth = np.array([[1, 0, 12.0], [0, 1, -9.0], [0, 0, 1]]) @ centred_similarity(1.7, 2.0, (320, 240), (640, 480))
-    ir = render_ir(pseudo_thermal(vis), truth, (320, 240))
+    ir = render_ir(folded_intensity(vis), truth, (320, 240))
     best = search([(ir.astype(np.float32) / 255, cv2.cvtColor(vis, cv2.COLOR_BGR2GRAY).astype(np.float32) / 255)],
                   default_range((320, 240), (640, 480)))[0]
     assert ir_pixel_error(best.homography, truth, (320, 240), (640, 480))[0] < 4.0
@@ -61,7 +55,7 @@ def test_a_random_rig_of_one_pair_is_recovered_to_a_pixel(name):
     rng = np.random.default_rng(11)
     _, vis = read_pair(name)
     truth, ir_size = random_rig(rng, (vis.shape[1], vis.shape[0]))
-    ir = render_ir(pseudo_thermal(vis), truth, ir_size, rng=rng)
+    ir = render_ir(folded_intensity(vis), truth, ir_size, rng=rng)
     result = calibrate([ir], [vis])
     assert result.ok, result.refusal
     # One pair is fitted affine (the rig's mild perspective is left): within a pixel, not a fraction.
@@ -106,7 +100,7 @@ def test_frames_of_two_different_rigs_disagree_and_are_refused():
     ir_frames, vis_frames = [], []
     for k, name in enumerate(names * 2):
         vis = cv2.resize(read_pair(name)[1], (640, 480))
-        ir_frames.append(render_ir(pseudo_thermal(vis), first if k < 4 else moved, ir_size, rng=rng))
+        ir_frames.append(render_ir(folded_intensity(vis), first if k < 4 else moved, ir_size, rng=rng))
         vis_frames.append(vis)
     result = calibrate(ir_frames, vis_frames)
     assert not result.ok
@@ -118,7 +112,7 @@ def test_only_pairs_whose_own_map_scores_higher_vote_on_agreement():
     names = ['00091D.png', '00718N.png', '01028N.png', 'TNO_020.png']
     truth, ir_size = random_rig(rng, (640, 480))
     vis_frames = [cv2.resize(read_pair(name)[1], (640, 480)) for name in names]
-    ir_frames = [render_ir(pseudo_thermal(vis), truth, ir_size, rng=rng) for vis in vis_frames]
+    ir_frames = [render_ir(folded_intensity(vis), truth, ir_size, rng=rng) for vis in vis_frames]
     result = calibrate(ir_frames, vis_frames)
     assert result.ok, result.refusal
     assert ir_pixel_error(result.homography, truth, ir_size, (640, 480))[0] < 0.7

@@ -91,3 +91,14 @@ def render_ir(ir_registered: np.ndarray, homography: np.ndarray, ir_size: tuple[
     if noise > 0:
         frame = frame + (rng or np.random.default_rng(0)).normal(0, noise, frame.shape).astype(np.float32)
     return np.clip(np.round(frame), 0, 255).astype(np.uint8)
+
+
+def folded_intensity(visible: np.ndarray) -> np.ndarray:
+    """
+    Return a gray uint8 "IR" frame with the visible frame's geometry: its gray levels through a folded curve.
+
+    A non-monotonic intensity map flips the sign of some edges and not others, as between thermal
+    and visible images, while every edge stays in place: an exact truth for a cross-modal method.
+    """
+    gray = cv2.cvtColor(visible, cv2.COLOR_BGR2GRAY).astype(np.float32) / 255
+    return np.clip(255 * np.abs(np.sin(2.4 * gray + 0.3)), 0, 255).astype(np.uint8)
