@@ -222,16 +222,21 @@ def test_both_stages_train_through_the_shared_trainer(tmp_path):
     assert all(float(r['l_fg']) > 0 for r in rows)       # two of three crops hold a box: L_fg takes part
 
 
-def test_a_continued_stage1_keeps_the_branch_it_starts_from_without_a_vgg_file(tmp_path):
+def test_a_continued_run_keeps_the_branch_it_starts_from(tmp_path):
     vgg = vgg_file(tmp_path, seed=5)
     train(tiny_config(tmp_path, vgg))
     start = load_checkpoint(tmp_path / 'stage1' / 'last.pt')['model']
     train(tiny_config(tmp_path, '', init_from=str(tmp_path / 'stage1' / 'last.pt'), lr=1e-3, min_lr=1e-3,
-                      out_dir=str(tmp_path / 'continued')))
-    continued = load_checkpoint(tmp_path / 'continued' / 'last.pt')['model']
-    assert not torch.equal(continued['head.weight'], start['head.weight'])
-    for key in ('vgg.features.0.weight', 'vgg.features.16.weight'):
-        torch.testing.assert_close(continued[key], start[key])      # frozen, and not reset to random
+                      out_dir=str(tmp_path / 'continued')))             # stage 1 again, no VGG file at all
+    other_vgg = tmp_path / 'other'
+    other_vgg.mkdir()
+    train(tiny_config(tmp_path, vgg_file(other_vgg, seed=6), objective='coconet_contrastive', target_crops=0.67,
+                      init_from=str(tmp_path / 'continued' / 'last.pt'), out_dir=str(tmp_path / 'stage2')))
+    for run in ('continued', 'stage2'):                                # stage 2 with another VGG file
+        continued = load_checkpoint(tmp_path / run / 'last.pt')['model']
+        assert not torch.equal(continued['head.weight'], start['head.weight'])
+        for key in ('vgg.features.0.weight', 'vgg.features.16.weight'):
+            torch.testing.assert_close(continued[key], start[key])   # frozen, not reset, not replaced
     with pytest.raises(ValueError, match='CoCoNet needs VGG-19 weights'):
         objective_for(tiny_config(tmp_path, ''))                     # a fresh start still needs the file
 

@@ -2,9 +2,10 @@
 CoCoNet's two objectives for training.common.train: stage 1 (``coconet``) and stage 2 (``coconet_contrastive``).
 
 Both read the VGG-19 file named by ``vgg_weights`` (a torchvision-format state dict: ImageNet weights a
-user supplies, or the gray extractor training.coconet.vgg trains here). The network's frozen branch is
-loaded from it before training, and stage 2 builds its contrastive feature extractor from the same
-file. No file is an error: random VGG features would be trained against as if they meant something.
+user supplies, or the gray extractor training.coconet.vgg trains here). A fresh run loads the network's
+frozen branch from it before training (a run from ``init_from`` keeps the branch it starts with), and
+stage 2 builds its contrastive feature extractor from it. No file where one is needed is an error:
+random VGG features would be trained against as if they meant something.
 
 The objectives are built per config (``stage1`` / ``stage2`` return the train-module and loss
 callables of training.common.objectives.Objective) because they depend on that file.
@@ -55,23 +56,32 @@ def coconet_stage1_loss(outputs: torch.Tensor, vis: torch.Tensor, ir: torch.Tens
     return stage1_loss(outputs, vis, ir)
 
 
-def stage1(config: TrainConfig) -> tuple[Callable[[nn.Module], nn.Module], Callable[..., Loss]]:
+def branch_loader(config: TrainConfig) -> Callable[[nn.Module], nn.Module]:
     """
-    Stage 1: the network with its branch loaded from ``vgg_weights``, trained on the stage-1 loss.
+    Return the train-module hook that puts the frozen VGG-19 branch in place.
 
-    A run that continues a trained CoCoNet (``init_from``, e.g. the shipped models/coconet.onnx) and
-    names no VGG file keeps the frozen branch that came with those weights: the stage-1 loss itself
-    reads no VGG features, so no extractor has to be retrained just to go on.
+    A run that starts from a trained CoCoNet (``init_from``, e.g. the shipped models/coconet.onnx)
+    keeps the branch that came with those weights: its U-Net learned to read exactly those
+    features, and a VGG file trained again here is not bit-identical to the one it was trained
+    with. A fresh run takes the branch from ``vgg_weights``, which it then needs.
     """
-    if not config.vgg_weights and config.init_from:
-        return (lambda model: model), coconet_stage1_loss
+    if config.init_from:
+        return lambda model: model
     read_vgg_file(config.vgg_weights)      # fail before any data is loaded
-    return (lambda model: load_branch(model, config.vgg_weights)), coconet_stage1_loss
+    return lambda model: load_branch(model, config.vgg_weights)
+
+
+def stage1(config: TrainConfig) -> tuple[Callable[[nn.Module], nn.Module], Callable[..., Loss]]:
+    """Stage 1: the stage-1 loss, which reads no VGG features beyond the network's own branch."""
+    return branch_loader(config), coconet_stage1_loss
 
 
 def stage2(config: TrainConfig) -> tuple[Callable[[nn.Module], nn.Module], Callable[..., Loss]]:
     """
     Stage 2: stage-1 loss + ``contrast_weight`` * coupled contrastive loss on box-derived foreground masks.
+
+    The contrastive extractor (to relu5_1) always comes from ``vgg_weights``; the network's branch as
+    branch_loader says.
 
     The contrastive term is computed on training crops only. Validation (run without autograd on full
     held-out frames) reports the stage-1 loss: ten VGG-19 passes to relu5_1 per 640x480 frame would cost
@@ -79,6 +89,7 @@ def stage2(config: TrainConfig) -> tuple[Callable[[nn.Module], nn.Module], Calla
     """
     phi = ContrastFeatures()
     phi.features.load_state_dict(gray_vgg_state_dict(read_vgg_file(config.vgg_weights), len(phi.features)))
+    load = branch_loader(config)
 
     def loss(outputs: torch.Tensor, vis: torch.Tensor, ir: torch.Tensor, masks: torch.Tensor,
              config: TrainConfig) -> Loss:
@@ -89,4 +100,4 @@ def stage2(config: TrainConfig) -> tuple[Callable[[nn.Module], nn.Module], Calla
         contrast, contrast_parts = coupled_contrastive_loss(phi, outputs, vis, ir, masks, IGNORE)
         return base + config.contrast_weight * contrast, {**parts, **contrast_parts}
 
-    return (lambda model: load_branch(model, config.vgg_weights)), loss
+    return load, loss
