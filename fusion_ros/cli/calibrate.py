@@ -101,8 +101,9 @@ def rig_parameters(result: Calibration, score: float) -> dict:
     }}}
 
 
-def _blank_nan(value: float) -> str:
-    return '' if math.isnan(value) else f'{value:.2f}'
+def _cell(value: float, digits: int) -> str:
+    """Format a table cell; NaN (a pair with no map of its own, or one it does not prefer) stays empty."""
+    return '' if math.isnan(value) else f'{value:.{digits}f}'
 
 
 def report(result: Calibration, names: list[str], score: Optional[float], source: str) -> str:
@@ -119,7 +120,7 @@ def report(result: Calibration, names: list[str], score: Optional[float], source
               '| own map vs joint (IR px; blank unless it scores higher) |', '|---|---:|---:|---|---:|---:|---:|']
     for d in result.pairs:
         lines.append(f'| {names[d.index]} | {d.ir_structure:.3f} | {d.vis_structure:.3f} | {"yes" if d.used else "no"} '
-                     f'| {d.correlation:.3f} | {d.own_correlation:.3f} | {_blank_nan(d.deviation_px)} |')
+                     f'| {d.correlation:.3f} | {_cell(d.own_correlation, 3)} | {_cell(d.deviation_px, 2)} |')
     lines += [''] + [f'- {note}' for note in result.notes]
     return '\n'.join(lines) + '\n'
 
