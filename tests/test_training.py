@@ -1,8 +1,10 @@
 """SeAFusion training: architecture, loss, config handling, resume and DDP (gloo, 2 CPU processes)."""
 
 import csv
+import json
 import os
 from pathlib import Path
+import shutil
 import socket
 import subprocess
 import sys
@@ -175,6 +177,21 @@ def test_logged_wall_time_adds_up_the_segments_of_resumed_runs(tmp_path):
     assert [(c['run'], c['last_logged_step'], c['wall_s']) for c in chain] == [(str(first), 50, 120.0),
                                                                                (str(second), 30, 111.0)]
     assert run_chain({'init_from': str(tmp_path / 'missing' / 'last.pt')}, tmp_path / 'empty') == []
+
+
+def test_a_run_from_a_shipped_model_stands_on_the_runs_its_card_lists(tmp_path):
+    shipped = tmp_path / 'models' / 'realtime.onnx'
+    shipped.parent.mkdir()
+    shutil.copy(REPO / 'models' / 'realtime.onnx', shipped)
+    card = json.loads((REPO / 'models' / 'realtime.json').read_text())
+    card['provenance']['training'] = {'runs': [{'run': 'runs/old', 'last_logged_step': 40, 'wall_s': 9.0,
+                                                'wall_min': 0.1}]}
+    shipped.with_suffix('.json').write_text(json.dumps(card))
+    run = tmp_path / 'continued'
+    run.mkdir()
+    (run / 'train_log.csv').write_text('step,loss,seconds\n10,0.5,30.0\n')
+    chain = run_chain({'init_from': str(shipped)}, run)
+    assert [c['run'] for c in chain] == ['runs/old', str(run)]
 
 
 def test_a_log_resumed_with_more_columns_keeps_every_value_under_its_name(tmp_path):

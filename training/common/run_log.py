@@ -11,6 +11,7 @@ import csv
 from pathlib import Path
 from typing import Optional
 
+from fusion_ros.core.model_card import load_card
 from training.common.checkpoint import load_checkpoint
 
 
@@ -39,11 +40,19 @@ def run_summary(run_dir: Path) -> Optional[dict]:
 
 
 def run_chain(config: dict, run_dir: Path) -> list[dict]:
-    """Summaries of the runs a model stands on (vgg_weights, init_from, recursively) and of run_dir, oldest first."""
+    """
+    Summaries of the runs a model stands on (vgg_weights, init_from, recursively) and of run_dir, oldest first.
+
+    A run that continues a shipped model (``init_from=models/x.onnx``) stands on the runs that model's
+    card lists: their folders are gone (runs/ is not kept), the card still has them.
+    """
     chain: list[dict] = []
     for key in ('vgg_weights', 'init_from'):
         source = config.get(key)
-        if source and Path(source).parent != Path(run_dir) and Path(source).parent.is_dir():
+        if key == 'init_from' and source and Path(source).suffix == '.onnx' and Path(source).is_file():
+            runs = load_card(Path(source), verify=False).provenance.get('training', {}).get('runs', [])
+            chain += [r for r in runs if r not in chain]
+        elif source and Path(source).parent != Path(run_dir) and Path(source).parent.is_dir():
             parent = Path(source).parent
             chain += [s for s in run_chain(_config_of(parent), parent) if s not in chain]
     own = run_summary(run_dir)
