@@ -274,3 +274,16 @@ def test_contrast_proposal_weights_the_brighter_and_the_more_textured_source():
     assert weights[0, 0].min() > 0.99                                      # intensity: IR
     assert weights[1, 1].min() > 0.99                                      # gradient: visible
     assert [p.numel() for p in make_proposal('contrast').parameters()] == [1]
+
+
+@pytest.mark.parametrize('kind', ['conv', 'restormer'])
+def test_a_randomly_initialised_proposal_starts_from_non_flat_maps(kind):
+    from training.refusion.meta import make_proposal, weight_spread
+    torch.manual_seed(0)
+    ir, vis = torch.rand(2, 1, 32, 32), torch.rand(2, 1, 32, 32)
+    flat = weight_spread(make_proposal(kind)(ir, vis))
+    assert flat == (0.0, 0.0)                                              # zero last conv: constant maps
+    spread = weight_spread(make_proposal(kind, 'random')(ir, vis))
+    assert min(spread) > 1e-4                                              # default init: maps vary in space
+    with pytest.raises(ValueError, match='proposal_init must be one of'):
+        make_proposal(kind, 'ones')

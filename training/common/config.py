@@ -67,6 +67,7 @@ class TrainConfig:
     meta_every: int = 1             # P's meta update every k-th step (F and R step every step)
     proposal: str = 'conv'          # P's architecture: conv (dilated convs) | restormer (TDFusion-style)
     proposal_lr: float = 0.0        # P's Adam learning rate; 0 = F's
+    proposal_init: str = 'zero'     # P's last conv: zero (flat maps at the start) | random (PyTorch's default)
     inner_step: str = 'normalised'  # F's differentiable step: normalised (length inner_lr) | sgd (F's lr)
     outer_step: str = 'adam'        # P's update: adam | maxnorm (phi - lr g / max|g|)
     meta_phase: int = 0             # 0: interleaved; n: n P-only steps (2 outer batches each), then n F+R steps

@@ -21,6 +21,7 @@ from fusion_ros.networks.refusion import conv3x3, DIM, RestormerBlock
 
 WIDTH = 16
 PROPOSALS = ('conv', 'restormer', 'contrast')
+PROPOSAL_INITS = ('zero', 'random')
 INNER_STEPS = ('normalised', 'sgd')
 OUTER_STEPS = ('adam', 'maxnorm')
 
@@ -42,11 +43,12 @@ class LossProposal(nn.Module):
     neighbourhood (a bright IR blob, a textured visible patch), not only on the pixel.
     """
 
-    def __init__(self):
+    def __init__(self, zero_last: bool = True):
         super().__init__()
         self.body = _conv_stack(2, 4, (1, 2, 4, 8))
-        nn.init.zeros_(self.body[-1].weight)   # start from the plain loss (equal weights): any spread is learned
-        nn.init.zeros_(self.body[-1].bias)
+        if zero_last:      # start from the plain loss (equal weights): any spread is learned
+            nn.init.zeros_(self.body[-1].weight)
+            nn.init.zeros_(self.body[-1].bias)
 
     def forward(self, ir: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:
         logits = self.body(torch.cat([ir, vis], dim=1))
@@ -64,14 +66,15 @@ class RestormerProposal(nn.Module):
     starts at zero, so P starts from the plain loss like LossProposal.
     """
 
-    def __init__(self):
+    def __init__(self, zero_last: bool = True):
         super().__init__()
         self.embed_ir, self.embed_vis = conv3x3(1, DIM), conv3x3(1, DIM)
         self.ir_blocks = nn.Sequential(RestormerBlock(DIM), RestormerBlock(DIM))
         self.vis_blocks = nn.Sequential(RestormerBlock(DIM), RestormerBlock(DIM))
         self.mixed_blocks = nn.Sequential(RestormerBlock(2 * DIM), RestormerBlock(2 * DIM))
         self.head = nn.Sequential(conv3x3(2 * DIM, DIM), nn.PReLU(), conv3x3(DIM, 4))
-        nn.init.zeros_(self.head[-1].weight)
+        if zero_last:
+            nn.init.zeros_(self.head[-1].weight)
 
     def forward(self, ir: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:
         features = torch.cat([self.ir_blocks(self.embed_ir(ir)), self.vis_blocks(self.embed_vis(vis))], dim=1)
@@ -104,11 +107,22 @@ class ContrastProposal(nn.Module):
         return torch.softmax(logits, dim=2)
 
 
-def make_proposal(kind: str) -> nn.Module:
-    """P of the given kind ('conv': dilated convs, 'restormer': TDFusion-style network, 'contrast': diagnostic rule)."""
+def make_proposal(kind: str, init: str = 'zero') -> nn.Module:
+    """
+    P of the given kind ('conv': dilated convs, 'restormer': TDFusion-style network, 'contrast': diagnostic rule).
+
+    ``init`` is how a learned P's last conv starts: 'zero' (our default: the plain loss, flat maps, so
+    any spread is learned) or 'random' (PyTorch's default initialisation, as TDFusion's code leaves
+    it: P starts from random, non-flat maps). A zero last layer also keeps every earlier layer's
+    gradient at zero until it has grown, which matters when P's steps are as small as 1e-4.
+    """
     if kind not in PROPOSALS:
         raise ValueError(f'proposal must be one of {PROPOSALS}, got {kind!r}')
-    return {'conv': LossProposal, 'restormer': RestormerProposal, 'contrast': ContrastProposal}[kind]()
+    if init not in PROPOSAL_INITS:
+        raise ValueError(f'proposal_init must be one of {PROPOSAL_INITS}, got {init!r}')
+    if kind == 'contrast':
+        return ContrastProposal()
+    return {'conv': LossProposal, 'restormer': RestormerProposal}[kind](zero_last=init == 'zero')
 
 
 def swapped(vis: torch.Tensor, ir: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

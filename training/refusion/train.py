@@ -43,7 +43,8 @@ class MetaTrainer:
             raise ValueError(f'meta_every must be >= 1, got {config.meta_every}')
         self.config, self.config_path = config, config_path
         torch.manual_seed(config.seed)
-        fusion, proposal, reconstruction = build_model(config.method), make_proposal(config.proposal), Reconstruction()
+        fusion, reconstruction = build_model(config.method), Reconstruction()
+        proposal = make_proposal(config.proposal, config.proposal_init)
         if config.init_from:
             start = load_checkpoint(config.init_from)
             fusion.load_state_dict(start['model'])
