@@ -59,8 +59,13 @@ informative from the start (meta.ContrastProposal): what F does when P is not fl
 
 LEADS['all_leads'] = {k: v for name, lead in LEADS.items() if name not in ('baseline', 'p_lr_x10', 'contrast_p')
                       for k, v in lead.items()} | {'batch_size': 1}
-LEADS['p_random_init'] = {'proposal_init': 'random'}
-"""Added after the first table: P's last conv at PyTorch's default initialisation instead of zero (flat)."""
+LEADS |= {'p_random_init': {'proposal_init': 'random'},
+          'p_random_init_lr_x10': {'proposal_init': 'random', 'proposal_lr': 1e-3},
+          'restormer_random_init': {'proposal': 'restormer', 'proposal_init': 'random'}}
+"""
+Added after the first table: P's last conv at PyTorch's default initialisation instead of zero (flat
+maps), alone, with P's 10x step, and in TDFusion's P as its code leaves it.
+"""
 ROWS = ('start', *LEADS)
 
 
