@@ -275,4 +275,4 @@ def test_a_graph_of_another_network_is_refused_however_large_the_rounding(tmp_pa
                  uint8_path, u_in, u_out, {t.name: {0: 'H', 1: 'W'} for t in u_in + u_out}, 17)
     samples = load_samples(real_crop_samples(tmp_path / 'samples'), 1)
     with pytest.raises(RuntimeError, match='computes something else'):
-        check_parity(FusionCore(net), float_path, uint8_path, samples, 'refusion')
+        check_parity(FusionCore(net), float_path, uint8_path, samples)

@@ -142,7 +142,7 @@ def float64_errors(exact: nn.Module, y: np.ndarray, ir: np.ndarray, ref: np.ndar
     return {'pytorch_float32': float(np.abs(ref - ref64).max()), 'onnxruntime': float(np.abs(got - ref64).max())}
 
 
-def check_parity(core: FusionCore, float_path: Path, uint8_path: Path, samples, method: str) -> dict:
+def check_parity(core: FusionCore, float_path: Path, uint8_path: Path, samples) -> dict:
     """
     Compare ONNX Runtime with PyTorch on every sample, masks included; raise if a tolerance is exceeded.
 
@@ -282,7 +282,7 @@ def export_core(core: FusionCore, method: str, out: Path, samples_dir: Path, ori
     export_graph(Uint8Graph(core).eval(), (ex_ir8, ex_bgr), out, u_in, u_out, {t.name: hw for t in u_in + u_out}, opset)
     external = share_weights(float_path, out)      # before the parity check, so it checks what ships
     samples = load_samples(samples_dir, sample_limit)
-    parity = check_parity(core, float_path, out, samples, method)
+    parity = check_parity(core, float_path, out, samples)
     provenance = {
         **origin,
         'parameters': sum(p.numel() for p in core.parameters()),
