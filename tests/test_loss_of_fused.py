@@ -5,7 +5,7 @@ import pytest
 
 from training.common.config import config_from_dict
 from training.common.data import Pair
-from training.evaluation.loss_of_fused import luma, markdown, mean_losses
+from training.evaluation.loss_of_fused import luma, main, markdown, mean_losses
 
 
 def pair(name: str, rng: np.random.Generator) -> Pair:
@@ -38,3 +38,10 @@ def test_the_coconet_loss_prefers_its_sources_over_noise_and_the_table_ranks_by_
 def test_unknown_objective_is_named():
     with pytest.raises(ValueError, match='no objective'):
         mean_losses(config_from_dict({'method': 'coconet', 'objective': 'nope'}), {'x': {}}, [])
+
+
+def test_a_pair_count_below_one_is_named_before_any_work(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(['--config', 'training/configs/coconet_continue.yaml', '--run', str(tmp_path), '--models',
+              'models/realtime.onnx', '--pairs', '0'])
+    assert exit_info.value.code == 2 and '--pairs must be at least 1, got 0' in capsys.readouterr().err

@@ -106,6 +106,8 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument('--pairs', type=int, default=12, help='first N held-out pairs (default: 12)')
     parser.add_argument('--out', type=Path, help='keep fused images and the table here')
     args = parser.parse_args(argv)
+    if args.pairs < 1:
+        parser.error(f'--pairs must be at least 1, got {args.pairs}')
     config = load_config(args.config)
     try:
         pairs = held_out(config, args.run, args.pairs)

@@ -55,7 +55,12 @@ def step_rows(val_log: list[dict[str, str]], reference: dict[str, float]) -> lis
 
 
 def best_step(rows: list[dict]) -> Optional[int]:
-    """Return the step with the highest mean fraction (the one to export), None for an empty log."""
+    """
+    Return the step with the highest mean fraction (bold in the table), None for an empty log.
+
+    On a few validation pairs neighbouring steps differ by noise; which step to export is the
+    caller's choice (the trainer keeps best.pt by the held-out loss).
+    """
     return max(rows, key=lambda r: r['mean'])['step'] if rows else None
 
 
